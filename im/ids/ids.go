@@ -1,0 +1,21 @@
+// Package ids makes the identifiers of the wire: 21-character nanoids over the
+// URL-safe alphabet, as the original server used for users, groups,
+// friendships, server message ids and file names.
+package ids
+
+import "crypto/rand"
+
+const alphabet = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// Size is the length of an id.
+const Size = 21
+
+// New returns a random nanoid (126 bits of entropy).
+func New() string {
+	var b [Size]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	for i := range b {
+		b[i] = alphabet[b[i]&63]
+	}
+	return string(b[:])
+}
