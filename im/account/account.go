@@ -92,7 +92,10 @@ type Options struct {
 	Region func(ctx context.Context, ip string) string
 	// Avatars receives imported OAuth avatars; optional (DefaultAvatar is used without it).
 	Avatars AvatarStore
-	// SeqStep is the initial send/recv seq ceiling of a new user (DefaultSeqStep if 0).
+	// SeqStep is the initial send/recv seq ceiling of a new user. 0 (what
+	// Sandcat passes) starts the ceilings at 0, so a new user's seqs start at 1:
+	// the allocator raises a ceiling before it hands out a seq above it. The
+	// original server stored its step here; negative means DefaultSeqStep.
 	SeqStep int64
 	// GitHub and Google OAuth2 clients; nil disables the provider.
 	GitHub *OAuthProvider
@@ -147,7 +150,7 @@ func New(o Options) (*Handlers, error) {
 	if (h.github != nil || h.google != nil) && h.states == nil {
 		return nil, errors.New("account: Options.States is nil but an OAuth provider is enabled")
 	}
-	if h.seqStep == 0 {
+	if h.seqStep < 0 {
 		h.seqStep = DefaultSeqStep
 	}
 	if h.client == nil {

@@ -1,0 +1,86 @@
+package msgserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sandcat-im/sandcat/im/bus"
+	"github.com/sandcat-im/sandcat/im/ids"
+	"github.com/sandcat-im/sandcat/im/wire"
+)
+
+// SendSeqs allocates send seqs (im/seq's Allocator satisfies it).
+type SendSeqs interface {
+	NextSend(ctx context.Context, userID string) (int64, error)
+}
+
+// ErrInvalidMsg is wrapped by Send for a message the pipeline cannot take
+// (unknown msg_type, MsgRecResp, missing receiver).
+var ErrInvalidMsg = errors.New("msgserver: invalid message")
+
+// Producer puts messages on the bus: the one way into the pipeline for the
+// gateway (client frames) and the API (friend and group notices).
+type Producer struct {
+	pub  bus.Publisher
+	seqs SendSeqs
+	now  func() time.Time
+}
+
+// NewProducer returns a Producer publishing on pub and allocating send seqs
+// from seqs.
+func NewProducer(pub bus.Publisher, seqs SendSeqs) *Producer {
+	return &Producer{pub: pub, seqs: seqs, now: time.Now}
+}
+
+// Send assigns m.ServerID (a new nanoid, except for the *Received types that
+// name the message they acknowledge), m.SendTime (now, ms) and m.SendSeq (the
+// sender's next send seq when the type consumes one, else 0), clears m.Seq,
+// publishes {m, to} keyed by conversation, and returns once it is durable.
+//
+// to, when not empty, replaces the group's member list as the recipients of
+// a group type (e.g. members just removed from the group, who are no longer
+// in the store); it is ignored for single types.
+func (p *Producer) Send(ctx context.Context, m *wire.Msg, to []string) error {
+	c := Classify(m.MsgType)
+	if !c.Valid {
+		return fmt.Errorf("%w: msg_type %d", ErrInvalidMsg, m.MsgType)
+	}
+	if m.ReceiverID == "" && !c.MarkRead {
+		return fmt.Errorf("%w: %s without receiver_id", ErrInvalidMsg, m.MsgType)
+	}
+	if c.DeleteInbox && m.ServerID == "" {
+		return fmt.Errorf("%w: %s without server_id", ErrInvalidMsg, m.MsgType)
+	}
+	if c.NewServerID {
+		m.ServerID = ids.New()
+	}
+	m.SendTime = p.now().UnixMilli()
+	m.Seq = 0
+	m.SendSeq = 0
+	if c.SendSeq && m.SendID != "" {
+		s, err := p.seqs.NextSend(ctx, m.SendID)
+		if err != nil {
+			return fmt.Errorf("msgserver: send seq of %s: %w", m.SendID, err)
+		}
+		m.SendSeq = s
+	}
+	if !c.Group {
+		to = nil
+	}
+	if err := p.pub.Publish(ctx, ConversationKey(m), EncodeEnvelope(m, to)); err != nil {
+		return fmt.Errorf("msgserver: publish: %w", err)
+	}
+	return nil
+}
+
+// Sender adapts the Producer to the API's one-argument Sender contract
+// (Send(ctx, m) error): recipients come from the message alone.
+func (p *Producer) Sender() MsgSender { return MsgSender{p: p} }
+
+// MsgSender is Producer.Send without explicit recipients.
+type MsgSender struct{ p *Producer }
+
+// Send is Producer.Send(ctx, m, nil).
+func (s MsgSender) Send(ctx context.Context, m *wire.Msg) error { return s.p.Send(ctx, m, nil) }
