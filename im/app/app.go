@@ -199,9 +199,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 		}
 		a.gw = gw
 		r := mux.NewRouter()
-		r.Use(a.metrics.Middleware)
+		// Not behind the metrics middleware: its ResponseWriter cannot be
+		// hijacked, which the WebSocket upgrade needs.
 		r.Methods(http.MethodGet).Path("/ws/{user_id}/conn/{pointer_id}/{platform}/{token}").Handler(gw)
-		r.HandleFunc("/health", observe.Health).Methods(http.MethodGet)
+		r.Handle("/health", a.metrics.Middleware(http.HandlerFunc(observe.Health))).Methods(http.MethodGet)
 		ln, err := listen(lns.WebSocket, cfg.Websocket.Host, cfg.Websocket.Port)
 		if err != nil {
 			return nil, err
@@ -279,11 +280,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 		if err != nil {
 			return nil, err
 		}
-		fr, err := friend.New(friend.Options{Store: st, Users: st, Sender: producer, RequireUser: requireUser, Log: log})
+		fr, err := friend.New(friend.Options{Store: st, Users: st, Sender: producer.Notices(), RequireUser: requireUser, Log: log})
 		if err != nil {
 			return nil, err
 		}
-		gr, err := group.New(group.Options{Store: st, Sender: producer, RequireUser: requireUser, Log: log})
+		gr, err := group.New(group.Options{Store: st, Sender: producer.Notices(), RequireUser: requireUser, Log: log})
 		if err != nil {
 			return nil, err
 		}

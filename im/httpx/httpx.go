@@ -63,7 +63,9 @@ func Errorf(status int, kind, format string, args ...any) *Error {
 }
 
 // Bad is a 400 BadRequest with details.
-func Bad(format string, args ...any) *Error { return Errorf(http.StatusBadRequest, KindBadRequest, format, args...) }
+func Bad(format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, KindBadRequest, format, args...)
+}
 
 // NotFound is a 404 NotFound with null details.
 func NotFound() *Error { return &Error{Status: http.StatusNotFound, Kind: KindNotFound} }

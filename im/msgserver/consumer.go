@@ -96,14 +96,14 @@ type batch struct {
 func (c *Consumer) Handle(ctx context.Context, recs []bus.Record) error {
 	var b batch
 	for i := range recs {
-		m, to, err := DecodeEnvelope(recs[i].Value)
+		m, to, origin, err := DecodeEnvelopeFrom(recs[i].Value)
 		if err != nil {
 			// It can never succeed: retrying would block the log forever.
 			c.log.ErrorContext(ctx, "msgserver: undecodable bus record dropped",
 				"offset", recs[i].Offset, "key", recs[i].Key, "err", err)
 			continue
 		}
-		if err := c.process(ctx, &b, &m, to, recs[i].Redelivered); err != nil {
+		if err := c.process(ctx, &b, &m, to, origin, recs[i].Redelivered); err != nil {
 			return fmt.Errorf("msgserver: record %d (%s %s): %w", recs[i].Offset, m.MsgType, m.ServerID, err)
 		}
 	}
@@ -131,7 +131,7 @@ func (c *Consumer) flush(ctx context.Context, b *batch) error {
 	return nil
 }
 
-func (c *Consumer) process(ctx context.Context, b *batch, m *wire.Msg, to []string, redelivered bool) error {
+func (c *Consumer) process(ctx context.Context, b *batch, m *wire.Msg, to []string, origin Origin, redelivered bool) error {
 	cl := Classify(m.MsgType)
 	switch {
 	case !cl.Valid:
@@ -173,16 +173,16 @@ func (c *Consumer) process(ctx context.Context, b *batch, m *wire.Msg, to []stri
 		}
 		if len(stored) > 0 {
 			if cl.Push {
-				b.deliveries = appendStoredDeliveries(b.deliveries, cl, m, stored)
+				b.deliveries = appendStoredDeliveries(b.deliveries, cl, m, stored, origin)
 			}
 			return nil
 		}
 	}
 
 	if cl.Group {
-		return c.group(ctx, b, cl, m, to)
+		return c.group(ctx, b, cl, m, to, origin)
 	}
-	return c.single(ctx, b, cl, m)
+	return c.single(ctx, b, cl, m, origin)
 }
 
 // received handles a *Received ACK: the acknowledging user (the sender of
@@ -214,7 +214,7 @@ func (c *Consumer) received(ctx context.Context, m *wire.Msg) error {
 	return nil
 }
 
-func (c *Consumer) single(ctx context.Context, b *batch, cl Class, m *wire.Msg) error {
+func (c *Consumer) single(ctx context.Context, b *batch, cl Class, m *wire.Msg, origin Origin) error {
 	if cl.RecvSeq {
 		seqs, err := c.cfg.Seqs.NextRecv(ctx, []string{m.ReceiverID})
 		if err != nil {
@@ -232,12 +232,12 @@ func (c *Consumer) single(ctx context.Context, b *batch, cl Class, m *wire.Msg) 
 		b.history = append(b.history, *m)
 	}
 	if cl.Push {
-		b.deliveries = appendSingleDeliveries(b.deliveries, m)
+		b.deliveries = appendSingleDeliveries(b.deliveries, m, origin)
 	}
 	return nil
 }
 
-func (c *Consumer) group(ctx context.Context, b *batch, cl Class, m *wire.Msg, to []string) error {
+func (c *Consumer) group(ctx context.Context, b *batch, cl Class, m *wire.Msg, to []string, origin Origin) error {
 	gid := m.ReceiverID
 	if cl.MembersBefore {
 		c.cfg.Members.Invalidate(gid)
@@ -286,7 +286,7 @@ func (c *Consumer) group(ctx context.Context, b *batch, cl Class, m *wire.Msg, t
 		b.history = append(b.history, h)
 	}
 	if cl.Push {
-		b.deliveries = appendGroupDeliveries(b.deliveries, m, recips, seqs)
+		b.deliveries = appendGroupDeliveries(b.deliveries, m, recips, seqs, origin)
 	}
 	if cl.MembersAfter {
 		c.cfg.Members.Invalidate(gid)
@@ -303,12 +303,14 @@ func echo(m *wire.Msg) *wire.Msg {
 }
 
 // appendSingleDeliveries: the receiver's devices get m with the receiver's
-// seq; the sender's other devices get one echo.
-func appendSingleDeliveries(ds []Delivery, m *wire.Msg) []Delivery {
+// seq; the sender's devices get one echo: all of them for a notice of the
+// API (FromServer), all but the sending connection's platform for a client
+// frame (that connection got the ACK).
+func appendSingleDeliveries(ds []Delivery, m *wire.Msg, origin Origin) []Delivery {
 	rm := *m
 	ds = append(ds, Delivery{UserID: m.ReceiverID, Msg: &rm})
 	if m.SendID != "" && m.SendID != m.ReceiverID {
-		ds = append(ds, Delivery{UserID: m.SendID, Msg: echo(m), Echo: true})
+		ds = append(ds, Delivery{UserID: m.SendID, Msg: echo(m), Echo: origin == FromConnection})
 	}
 	return ds
 }
@@ -316,9 +318,9 @@ func appendSingleDeliveries(ds []Delivery, m *wire.Msg) []Delivery {
 // appendGroupDeliveries: the echo to the sender's other devices first (with
 // send_seq), then each member with its own seq and send_seq 0. Every copy
 // keeps receiver_id = group id.
-func appendGroupDeliveries(ds []Delivery, m *wire.Msg, recips []string, seqs []int64) []Delivery {
+func appendGroupDeliveries(ds []Delivery, m *wire.Msg, recips []string, seqs []int64, origin Origin) []Delivery {
 	if m.SendID != "" {
-		ds = append(ds, Delivery{UserID: m.SendID, Msg: echo(m), Echo: true})
+		ds = append(ds, Delivery{UserID: m.SendID, Msg: echo(m), Echo: origin == FromConnection})
 	}
 	copies := make([]wire.Msg, len(recips)) // one allocation for the fan-out
 	for i, id := range recips {
@@ -332,10 +334,10 @@ func appendGroupDeliveries(ds []Delivery, m *wire.Msg, recips []string, seqs []i
 
 // appendStoredDeliveries rebuilds the deliveries of a message from its stored
 // inbox entries (a replay), with the seqs they were stored with.
-func appendStoredDeliveries(ds []Delivery, cl Class, m *wire.Msg, stored []storage.InboxEntry) []Delivery {
+func appendStoredDeliveries(ds []Delivery, cl Class, m *wire.Msg, stored []storage.InboxEntry, origin Origin) []Delivery {
 	if !cl.Group {
 		s := stored[0].Msg
-		return appendSingleDeliveries(ds, &s)
+		return appendSingleDeliveries(ds, &s, origin)
 	}
 	gid := m.ReceiverID
 	var recips []string
@@ -356,5 +358,5 @@ func appendStoredDeliveries(ds []Delivery, cl Class, m *wire.Msg, stored []stora
 		base.SendSeq = sender.SendSeq
 	}
 	base.ReceiverID = gid
-	return appendGroupDeliveries(ds, &base, recips, seqs)
+	return appendGroupDeliveries(ds, &base, recips, seqs, origin)
 }

@@ -34,15 +34,23 @@ func NewProducer(pub bus.Publisher, seqs SendSeqs) *Producer {
 	return &Producer{pub: pub, seqs: seqs, now: time.Now}
 }
 
-// Send assigns m.ServerID (a new nanoid, except for the *Received types that
+// Send is the way in of a frame a client sent on a WebSocket connection
+// (the gateway): SendFrom with FromConnection.
+func (p *Producer) Send(ctx context.Context, m *wire.Msg, to []string) error {
+	return p.SendFrom(ctx, m, to, FromConnection)
+}
+
+// SendFrom assigns m.ServerID (a new nanoid, except for the *Received types that
 // name the message they acknowledge), m.SendTime (now, ms) and m.SendSeq (the
 // sender's next send seq when the type consumes one, else 0), clears m.Seq,
-// publishes {m, to} keyed by conversation, and returns once it is durable.
+// publishes {m, to, origin} keyed by conversation, and returns once it is
+// durable. The origin decides which of the sender's connections get the echo
+// (see Origin).
 //
 // to, when not empty, replaces the group's member list as the recipients of
 // a group type (e.g. members just removed from the group, who are no longer
 // in the store); it is ignored for single types.
-func (p *Producer) Send(ctx context.Context, m *wire.Msg, to []string) error {
+func (p *Producer) SendFrom(ctx context.Context, m *wire.Msg, to []string, origin Origin) error {
 	c := Classify(m.MsgType)
 	if !c.Valid {
 		return fmt.Errorf("%w: msg_type %d", ErrInvalidMsg, m.MsgType)
@@ -69,18 +77,33 @@ func (p *Producer) Send(ctx context.Context, m *wire.Msg, to []string) error {
 	if !c.Group {
 		to = nil
 	}
-	if err := p.pub.Publish(ctx, ConversationKey(m), EncodeEnvelope(m, to)); err != nil {
+	if err := p.pub.Publish(ctx, ConversationKey(m), EncodeEnvelopeFrom(m, to, origin)); err != nil {
 		return fmt.Errorf("msgserver: publish: %w", err)
 	}
 	return nil
 }
 
-// Sender adapts the Producer to the API's one-argument Sender contract
-// (Send(ctx, m) error): recipients come from the message alone.
+// Notices is the Sender of the API (friend and group notices): SendFrom
+// with FromServer, so every device of the acting user gets the echo.
+func (p *Producer) Notices() NoticeSender { return NoticeSender{p: p} }
+
+// NoticeSender is Producer.SendFrom with FromServer.
+type NoticeSender struct{ p *Producer }
+
+// Send is Producer.SendFrom(ctx, m, to, FromServer).
+func (s NoticeSender) Send(ctx context.Context, m *wire.Msg, to []string) error {
+	return s.p.SendFrom(ctx, m, to, FromServer)
+}
+
+// Sender adapts the Producer to a one-argument Sender contract
+// (Send(ctx, m) error) for server-side messages: recipients come from the
+// message alone, the origin is FromServer.
 func (p *Producer) Sender() MsgSender { return MsgSender{p: p} }
 
-// MsgSender is Producer.Send without explicit recipients.
+// MsgSender is Producer.SendFrom without explicit recipients, FromServer.
 type MsgSender struct{ p *Producer }
 
-// Send is Producer.Send(ctx, m, nil).
-func (s MsgSender) Send(ctx context.Context, m *wire.Msg) error { return s.p.Send(ctx, m, nil) }
+// Send is Producer.SendFrom(ctx, m, nil, FromServer).
+func (s MsgSender) Send(ctx context.Context, m *wire.Msg) error {
+	return s.p.SendFrom(ctx, m, nil, FromServer)
+}

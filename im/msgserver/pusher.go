@@ -14,9 +14,11 @@ type Delivery struct {
 	// Msg is what is written (bincode) to the user's connections. It is
 	// shared and must not be modified once handed over.
 	Msg *wire.Msg
-	// Echo marks the copy for the sender's own other devices: every
-	// connection of UserID except the one on Msg.Platform, the device the
-	// message came from (which gets the ACK instead).
+	// Echo marks the copy for the sender's own other devices of a frame
+	// that came from a connection (FromConnection): every connection of
+	// UserID except the one on Msg.Platform, the device the message came
+	// from (which gets the ACK instead). The sender's copy of an API notice
+	// (FromServer) is not an Echo: no device sent it, every device gets it.
 	Echo bool
 }
 

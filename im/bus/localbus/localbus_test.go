@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sandcat-im/sandcat/im/bus"
+	"github.com/sandcat-im/sandcat/im/bus/bustest"
 	"github.com/sandcat-im/sandcat/im/bus/localbus"
 )
 
@@ -75,32 +76,28 @@ func recv(t *testing.T, ch <-chan bus.Record) bus.Record {
 	return bus.Record{}
 }
 
-func TestPublishConsumeOrder(t *testing.T) {
-	l := open(t, filepath.Join(t.TempDir(), "bus.db"), localbus.Options{MaxBatch: 7})
-	defer l.Close()
-	publishN(t, l, "k", 0, 50)
-	got := make(chan bus.Record, 200)
-	consume(t, l, "g", func(_ context.Context, recs []bus.Record) error {
-		for _, r := range recs {
-			got <- r
-		}
-		return nil
+// fileBus is a Log that remembers its file, for Reopen.
+type fileBus struct {
+	*localbus.Log
+	path string
+}
+
+func TestConformance(t *testing.T) {
+	opts := localbus.Options{MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	bustest.Run(t, bustest.Harness{
+		Open: func(t *testing.T) bustest.Bus {
+			path := filepath.Join(t.TempDir(), "bus.db")
+			return fileBus{open(t, path, opts), path}
+		},
+		Reopen: func(t *testing.T, b bustest.Bus) bustest.Bus {
+			fb := b.(fileBus)
+			if err := fb.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return fileBus{open(t, fb.path, opts), fb.path}
+		},
+		FreshNotRedelivered: true,
 	})
-	publishN(t, l, "k", 50, 100) // while consuming
-	var prev int64
-	for i := range 100 {
-		r := recv(t, got)
-		if string(r.Value) != strconv.Itoa(i) {
-			t.Fatalf("record %d: value %q", i, r.Value)
-		}
-		if r.Offset <= prev {
-			t.Fatalf("offsets not increasing: %d after %d", r.Offset, prev)
-		}
-		if r.Key != "k" || r.Redelivered {
-			t.Fatalf("record %d: key %q redelivered %v", i, r.Key, r.Redelivered)
-		}
-		prev = r.Offset
-	}
 }
 
 func TestHandlerErrorRedeliversSameBatch(t *testing.T) {
@@ -195,47 +192,6 @@ func TestRestartResumesAfterCommittedPosition(t *testing.T) {
 		// Records that existed when the file was reopened may have been seen.
 		if want := i < 10; r.Redelivered != want {
 			t.Fatalf("record %d: redelivered=%v, want %v", i, r.Redelivered, want)
-		}
-	}
-}
-
-func TestConcurrentPublishers(t *testing.T) {
-	l := open(t, filepath.Join(t.TempDir(), "bus.db"), localbus.Options{})
-	defer l.Close()
-	const pubs, per = 16, 200
-	var wg sync.WaitGroup
-	for p := range pubs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			key := "k" + strconv.Itoa(p)
-			for i := range per {
-				if err := l.Publish(context.Background(), key, []byte(strconv.Itoa(i))); err != nil {
-					t.Errorf("publish: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	got := make(chan bus.Record, pubs*per)
-	consume(t, l, "g", func(_ context.Context, recs []bus.Record) error {
-		for _, r := range recs {
-			got <- r
-		}
-		return nil
-	})
-	wg.Wait()
-	next := map[string]int{}
-	for range pubs * per {
-		r := recv(t, got)
-		if string(r.Value) != strconv.Itoa(next[r.Key]) {
-			t.Fatalf("key %s: got %q, want %d (per-key order broken)", r.Key, r.Value, next[r.Key])
-		}
-		next[r.Key]++
-	}
-	for p := range pubs {
-		if next["k"+strconv.Itoa(p)] != per {
-			t.Fatalf("publisher %d: %d records", p, next["k"+strconv.Itoa(p)])
 		}
 	}
 }
@@ -338,24 +294,6 @@ func TestOneConsumerPerGroup(t *testing.T) {
 	err := l.Consume(context.Background(), "g", func(context.Context, []bus.Record) error { return nil })
 	if !errors.Is(err, localbus.ErrGroupActive) {
 		t.Fatalf("second consumer: %v, want ErrGroupActive", err)
-	}
-}
-
-func TestCloseEndsConsumersAndPublishers(t *testing.T) {
-	l := open(t, filepath.Join(t.TempDir(), "bus.db"), localbus.Options{})
-	done := make(chan error, 1)
-	go func() {
-		done <- l.Consume(context.Background(), "g", func(context.Context, []bus.Record) error { return nil })
-	}()
-	time.Sleep(10 * time.Millisecond)
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; !errors.Is(err, bus.ErrClosed) {
-		t.Fatalf("consumer after close: %v", err)
-	}
-	if err := l.Publish(context.Background(), "k", []byte("x")); !errors.Is(err, bus.ErrClosed) {
-		t.Fatalf("publish after close: %v", err)
 	}
 }
 
