@@ -67,7 +67,8 @@ type UserWithMatchType struct {
 // Deleted users (is_delete) are invisible to every lookup.
 type Users interface {
 	// CreateUser inserts u and its sequence row (send_max_seq = rec_max_seq =
-	// seqStep) in one transaction. CreateTime/UpdateTime are set to now when
+	// seqStep, the durable seq ceilings: 0 lets the allocator start at 1) in
+	// one transaction. CreateTime/UpdateTime are set to now when
 	// zero. It returns ErrConflict when a visible user already has u's account
 	// or u's e-mail.
 	CreateUser(ctx context.Context, u *User, seqStep int64) error
