@@ -23,7 +23,6 @@ import (
 
 	"github.com/sandcat-im/sandcat/im/account"
 	"github.com/sandcat-im/sandcat/im/auth"
-	"github.com/sandcat-im/sandcat/im/bus/localbus"
 	"github.com/sandcat-im/sandcat/im/config"
 	"github.com/sandcat-im/sandcat/im/discovery"
 	"github.com/sandcat-im/sandcat/im/file"
@@ -35,10 +34,9 @@ import (
 	"github.com/sandcat-im/sandcat/im/message"
 	"github.com/sandcat-im/sandcat/im/msgserver"
 	"github.com/sandcat-im/sandcat/im/observe"
-	"github.com/sandcat-im/sandcat/im/seq"
 	"github.com/sandcat-im/sandcat/storage"
 	"github.com/sandcat-im/sandcat/storage/blob"
-	"github.com/sandcat-im/sandcat/storage/blob/local"
+	"github.com/sandcat-im/sandcat/storage/blob/cleanup"
 	"github.com/sandcat-im/sandcat/storage/postgres"
 	"github.com/sandcat-im/sandcat/storage/sqlite"
 )
@@ -48,6 +46,7 @@ import (
 type Listeners struct {
 	API       net.Listener
 	WebSocket net.Listener
+	Version   string // the binary's version, registered in Consul
 }
 
 // App is a running Sandcat process.
@@ -65,6 +64,8 @@ type App struct {
 
 	apiAddr, wsAddr string
 	gw              *gateway.Gateway
+	version         string
+	deregs          []func(context.Context) error // Consul registrations, undone first
 }
 
 // relational is what both the SQLite and the PostgreSQL store provide.
@@ -79,7 +80,7 @@ type relational interface {
 // Run starts the configured roles and blocks until ctx is cancelled, then
 // shuts down gracefully.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version string) error {
-	a, err := Start(ctx, cfg, log, Listeners{})
+	a, err := Start(ctx, cfg, log, Listeners{Version: version})
 	if err != nil {
 		return err
 	}
@@ -123,14 +124,8 @@ func (a *App) WSAddr() string { return a.wsAddr }
 
 // Start opens everything and starts serving; it returns once the listeners are bound.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listeners) (_ *App, err error) {
-	if !cfg.Embedded() {
-		if cfg.DB.MongoDB != nil || cfg.Redis != nil || cfg.Kafka != nil || cfg.OSS != nil || cfg.Consul != nil {
-			return nil, errors.New("app: the MongoDB, Redis, Kafka, MinIO and Consul backends are not available in this release; " +
-				"remove those sections (PostgreSQL alone is supported)")
-		}
-	}
 	bctx, cancel := context.WithCancel(context.Background())
-	a := &App{cfg: cfg, log: log, metrics: observe.NewMetrics(), cancel: cancel, errc: make(chan error, 4)}
+	a := &App{cfg: cfg, log: log, metrics: observe.NewMetrics(), cancel: cancel, errc: make(chan error, 8), version: lns.Version}
 	defer func() {
 		if err != nil {
 			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
@@ -143,57 +138,45 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 	if err != nil {
 		return nil, err
 	}
-	st, err := openRelational(ctx, cfg)
+	b, err := a.openBackends(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	a.closers = append(a.closers, st.Close)
-	checks := []observe.Check{{Name: backendName(cfg), Ping: st.Ping}}
-
-	tokens, err := auth.NewTokens(secret, st, nil)
+	tokens, err := auth.NewTokens(secret, b.revocations, nil)
 	if err != nil {
 		return nil, err
 	}
-	ceilings, inbox, history := seqInboxHistory(st)
-	if inbox == nil {
-		// No MongoDB: the embedded inbox, in the SQLite file under the data directory.
-		lite, err := sqlite.Open(ctx, cfg.SQLitePath())
-		if err != nil {
-			return nil, err
-		}
-		a.closers = append(a.closers, lite.Close)
-		inbox = lite.Inbox()
-	}
-	if p, ok := st.(*postgres.Store); ok {
-		if err := p.History().EnsurePartitions(ctx, time.Now(), 8); err != nil {
-			return nil, fmt.Errorf("app: history partitions: %w", err)
-		}
-	}
-	seqs, err := seq.New(ceilings, seq.Options{Step: cfg.SeqStep(), Log: log})
-	if err != nil {
-		return nil, err
-	}
-	busLog, err := localbus.Open(ctx, filepath.Join(cfg.DataDir, "bus.db"), localbus.Options{})
-	if err != nil {
-		return nil, err
-	}
-	a.closers = append(a.closers, busLog.Close)
-	producer := msgserver.NewProducer(busLog, seqs)
-	members := msgserver.NewMemberCache(st, time.Minute, 100_000)
-
+	producer := msgserver.NewProducer(b.bus, b.seqs)
 	requireUser := httpx.RequireUser(tokens, log)
+	disc, err := a.openDiscovery(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
 
-	// Gateway role: the WebSocket listener and the in-process delivery route.
+	// Gateway role: the WebSocket listener, and the internal push listener
+	// when message servers run in other processes.
 	if cfg.Runs(config.RoleGateway) {
-		gw, err := gateway.New(gateway.Config{
+		gwID := cfg.Websocket.GatewayID
+		if gwID == "" {
+			gwID = "local"
+			if disc != nil {
+				gwID = disc.registrar.Instance()
+			}
+		}
+		gcfg := gateway.Config{
+			ID:             gwID,
 			Verifier:       tokens,
 			Sender:         producer,
-			Members:        members,
-			Blocks:         st,
+			Members:        b.members,
+			Blocks:         b.rel,
 			Logger:         log.With("role", "gateway"),
 			PingInterval:   time.Duration(cfg.Websocket.PingInterval) * time.Second,
 			SendQueueBytes: cfg.Websocket.SendQueueKiB << 10,
-		})
+		}
+		if b.routes != nil {
+			gcfg.Routes = b.routes
+		}
+		gw, err := gateway.New(gcfg)
 		if err != nil {
 			return nil, err
 		}
@@ -210,21 +193,31 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 		a.wsAddr = ln.Addr().String()
 		a.serve(ln, r)
 		a.closers = append(a.closers, func() error { gw.Close(); return nil })
+		if b.routes != nil {
+			a.goBackground(bctx, "routes", func(ctx context.Context) error { return refreshRoutes(ctx, gw, b.routes, log) })
+		}
+		if disc != nil {
+			if err := a.serveGatewayPush(ctx, cfg, disc, gw, secret); err != nil {
+				return nil, err
+			}
+		}
 	}
 
-	// Message server role: the consumer that stores and pushes.
+	// Message server role: the consumer that stores and pushes, and the
+	// maintenance jobs.
 	if cfg.Runs(config.RoleMsgServer) {
-		if a.gw == nil {
-			return nil, errors.New("app: msgserver without a gateway needs remote discovery (Consul), not in this release")
+		pusher, err := a.pusher(ctx, cfg, b, disc, secret)
+		if err != nil {
+			return nil, err
 		}
-		static := discovery.NewStatic("local", a.gw)
 		consumer, err := msgserver.NewConsumer(msgserver.ConsumerConfig{
-			Bus:     busLog,
-			Inbox:   inbox,
-			History: history,
-			Seqs:    seqs,
-			Members: members,
-			Pusher:  msgserver.NewPusher(static, static, log),
+			Bus:     b.bus,
+			Group:   kafkaGroup(cfg),
+			Inbox:   b.inbox,
+			History: b.history,
+			Seqs:    b.seqs,
+			Members: b.members,
+			Pusher:  pusher,
 			Logger:  log.With("role", "msgserver"),
 		})
 		if err != nil {
@@ -232,27 +225,48 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 		}
 		a.goBackground(bctx, "consumer", consumer.Run)
 		a.goBackground(bctx, "maintenance", func(ctx context.Context) error {
-			return maintain(ctx, cfg, log, inbox, history)
+			return maintain(ctx, cfg, log, b.inbox, b.history)
 		})
+		if days := cfg.Retention.FileDays; days > 0 {
+			cl, err := cleanup.New(cleanup.Options{Store: b.blobs, Refs: b.refs,
+				Retention: time.Duration(days) * 24 * time.Hour, Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			a.goBackground(bctx, "file cleanup", cl.Run)
+		}
+		if disc != nil {
+			if err := disc.register(ctx, a, discovery.Registration{Service: discovery.ServiceMsgServer,
+				Address: ""}); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	// API role: every HTTP route.
 	if cfg.Runs(config.RoleAPI) {
-		blobs, err := local.Open(ctx, filepath.Join(cfg.DataDir, "files"))
-		if err != nil {
-			return nil, err
-		}
 		r := mux.NewRouter()
 		r.Use(a.metrics.Middleware)
 		r.HandleFunc("/health", observe.Health).Methods(http.MethodGet)
-		r.Handle("/ready", observe.Ready(checks, 3*time.Second)).Methods(http.MethodGet)
+		r.Handle("/ready", observe.Ready(b.checks, 3*time.Second)).Methods(http.MethodGet)
 		r.Handle("/metrics", a.metrics.Handler()).Methods(http.MethodGet)
 		ln, err := listen(lns.API, cfg.Server.Host, cfg.Server.Port)
 		if err != nil {
 			return nil, err
 		}
 		a.apiAddr = ln.Addr().String()
-		wsAddr := a.advertisedWS()
+		pick := discovery.NewStaticWSPicker(a.advertisedWS()).Pick
+		if disc != nil && a.gw == nil {
+			w, err := disc.watch(ctx, a, discovery.ServiceGateway)
+			if err != nil {
+				return nil, err
+			}
+			p, err := discovery.NewWSPicker(w, cfg.Server.WSLBStrategy, cfg.Websocket.Protocol)
+			if err != nil {
+				return nil, err
+			}
+			pick = p.Pick
+		}
 
 		var mailer account.Mailer = mail.NewLog(log)
 		if cfg.Mail.Server != "" {
@@ -266,13 +280,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 			mailer = m
 		}
 		acct, err := account.New(account.Options{
-			Users:   st,
+			Users:   b.rel,
 			Tokens:  tokens,
-			Codes:   auth.NewMemoryCodes(nil),
-			States:  auth.NewMemoryCodes(nil),
+			Codes:   b.codes,
+			States:  b.states,
 			Mailer:  mailer,
-			WSAddr:  func(context.Context) (string, error) { return wsAddr, nil },
-			Avatars: blob.AvatarPutter{Store: blobs},
+			WSAddr:  pick,
+			Avatars: blob.AvatarPutter{Store: b.blobs},
 			GitHub:  oauthProvider(cfg, "github"),
 			Google:  oauthProvider(cfg, "google"),
 			Log:     log,
@@ -280,19 +294,21 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 		if err != nil {
 			return nil, err
 		}
-		fr, err := friend.New(friend.Options{Store: st, Users: st, Sender: producer.Notices(), RequireUser: requireUser, Log: log})
+		// Notices from the API have no originating connection: every device
+		// of the actor gets the echo (Producer.Notices).
+		fr, err := friend.New(friend.Options{Store: b.rel, Users: b.rel, Sender: producer.Notices(), RequireUser: requireUser, Log: log})
 		if err != nil {
 			return nil, err
 		}
-		gr, err := group.New(group.Options{Store: st, Sender: producer.Notices(), RequireUser: requireUser, Log: log})
+		gr, err := group.New(group.Options{Store: b.rel, Sender: producer.Notices(), RequireUser: requireUser, Log: log})
 		if err != nil {
 			return nil, err
 		}
-		msgs, err := message.New(message.Options{Inbox: inbox, Seqs: seqs, RequireUser: requireUser, Log: log})
+		msgs, err := message.New(message.Options{Inbox: b.inbox, Seqs: b.seqs, RequireUser: requireUser, Log: log})
 		if err != nil {
 			return nil, err
 		}
-		files, err := file.New(file.Options{Blobs: blobs, Log: log, RequireUser: requireUser})
+		files, err := file.New(file.Options{Blobs: b.blobs, Log: log, RequireUser: requireUser})
 		if err != nil {
 			return nil, err
 		}
@@ -312,8 +328,24 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 			httpx.WriteError(w, r, log, httpx.Errorf(http.StatusMethodNotAllowed, httpx.KindBadRequest, "method %s not allowed", r.Method))
 		})
 		a.serve(ln, r)
+		if disc != nil {
+			addr := cfg.Server.Advertise
+			if addr == "" {
+				addr = a.apiAddr
+			}
+			if err := disc.register(ctx, a, discovery.Registration{Service: discovery.ServiceAPI, Address: addr}); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return a, nil
+}
+
+func kafkaGroup(cfg *config.Config) string {
+	if cfg.Kafka != nil {
+		return cfg.Kafka.Group
+	}
+	return ""
 }
 
 // advertisedWS is the ws_addr clients get at login.
@@ -370,6 +402,12 @@ func (a *App) goBackground(ctx context.Context, name string, fn func(context.Con
 // and closes the stores, in that order.
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
+	for _, dereg := range a.deregs {
+		if err := dereg(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.deregs = nil
 	for _, s := range a.servers {
 		if err := s.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
@@ -391,16 +429,6 @@ func openRelational(ctx context.Context, cfg *config.Config) (relational, error)
 		return postgres.Open(ctx, p.URL(), int32(p.MaxConnections))
 	}
 	return sqlite.Open(ctx, cfg.SQLitePath())
-}
-
-func seqInboxHistory(st relational) (storage.SeqCeilings, storage.Inbox, storage.History) {
-	switch s := st.(type) {
-	case *postgres.Store:
-		return s.SeqCeilings(), nil, s.History()
-	case *sqlite.Store:
-		return s.SeqCeilings(), s.Inbox(), s.History()
-	}
-	return nil, nil, nil
 }
 
 // jwtSecret returns the configured secret, or the one kept in the data

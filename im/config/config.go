@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -120,6 +121,7 @@ type SQLite struct {
 type Server struct {
 	Host         string  `yaml:"host"`
 	Port         int     `yaml:"port"`
+	Advertise    string  `yaml:"advertise"` // host:port registered in Consul (default host:port)
 	JWTSecret    string  `yaml:"jwt_secret"`
 	WSLBStrategy string  `yaml:"ws_lb_strategy"`
 	OAuth2       *OAuth2 `yaml:"oauth2"`
@@ -154,6 +156,15 @@ type Websocket struct {
 	Advertise    string `yaml:"advertise"`
 	PingInterval int    `yaml:"ping_interval"`  // seconds, default 30
 	SendQueueKiB int    `yaml:"send_queue_kib"` // per-connection send queue bound, default 1024
+	// GatewayID names this gateway in the online routes (default: a unique id per process).
+	GatewayID string `yaml:"gateway_id"`
+	// PushListen is the internal listener message servers push deliveries to
+	// (multi-process deployments; default 127.0.0.1:50002).
+	PushListen string `yaml:"push_listen"`
+	// PushAdvertise is what message servers dial for PushListen (default PushListen).
+	PushAdvertise string `yaml:"push_advertise"`
+	// PushSecret authenticates pushes (default: derived from server.jwt_secret).
+	PushSecret string `yaml:"push_secret"`
 }
 
 // Redis selects Redis for seqs, caches, codes, token revocation and routes.
@@ -218,8 +229,11 @@ type Mail struct {
 
 // Consul selects Consul for service discovery.
 type Consul struct {
-	Address string `yaml:"address"` // host:port of the agent's HTTP API
-	Token   string `yaml:"token"`
+	Address         string   `yaml:"address"` // host:port of the agent's HTTP API
+	Token           string   `yaml:"token"`
+	TTL             int      `yaml:"ttl"`              // seconds of the health check TTL, default 15
+	DeregisterAfter int      `yaml:"deregister_after"` // seconds critical before removal, default 60
+	Tags            []string `yaml:"tags"`
 }
 
 // Appservice configures the Matrix bridge.
@@ -428,7 +442,10 @@ func (c *Config) setDefaults() {
 	}
 	if c.Consul != nil {
 		def(&c.Consul.Address, "127.0.0.1:8500")
+		defInt(&c.Consul.TTL, 15)
+		defInt(&c.Consul.DeregisterAfter, 60)
 	}
+	def(&c.Websocket.PushListen, "127.0.0.1:50002")
 	if a := c.Appservice; a != nil {
 		def(&a.ID, "sandcat")
 		def(&a.Listen, "127.0.0.1:29400")
@@ -526,6 +543,23 @@ func (c *Config) validate() []error {
 		}
 		if o.AccessKey == "" || o.SecretKey == "" {
 			bad("oss.access_key", "access_key and secret_key are required")
+		}
+	}
+	if c.Consul != nil {
+		unspecified := func(host string) bool { return host == "0.0.0.0" || host == "::" || host == "" }
+		if c.Runs(RoleGateway) && c.Websocket.Advertise == "" && unspecified(c.Websocket.Host) {
+			bad("websocket.advertise", "required when websocket.host is %q: clients cannot dial it", c.Websocket.Host)
+		}
+		if c.Runs(RoleAPI) && c.Server.Advertise == "" && unspecified(c.Server.Host) {
+			bad("server.advertise", "required when server.host is %q", c.Server.Host)
+		}
+		if c.Runs(RoleGateway) && c.Websocket.PushAdvertise == "" {
+			if h, _, err := net.SplitHostPort(c.Websocket.PushListen); err != nil || unspecified(h) {
+				bad("websocket.push_advertise", "required when websocket.push_listen (%q) has no dialable host", c.Websocket.PushListen)
+			}
+		}
+		if c.Consul.TTL < 1 {
+			bad("consul.ttl", "must be at least 1 second")
 		}
 	}
 	if a := c.Appservice; a != nil {

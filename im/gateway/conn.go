@@ -155,7 +155,9 @@ func (c *conn) drop() {
 // readLoop reads frames until the connection ends, handling each in order.
 func (c *conn) readLoop() {
 	defer func() {
-		c.g.reg.remove(c)
+		if c.g.reg.remove(c) {
+			c.g.routeRemoved(c)
+		}
 		c.g.stats.connections.Add(-1)
 		c.mu.Lock()
 		flushing := c.ending // a Close frame (e.g. the echo of the client's) is being written

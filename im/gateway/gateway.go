@@ -85,6 +85,12 @@ type Config struct {
 	MaxFrameBytes int
 	// ReadBufferSize is gorilla's per-connection read buffer (default 1 KiB).
 	ReadBufferSize int
+	// ID names this gateway instance in the online routes (and in the push
+	// link's addressing); required with Routes.
+	ID string
+	// Routes, when set, records which gateway holds which connection (the
+	// Redis online routes of a multi-process deployment).
+	Routes RouteTable
 	// CheckOrigin filters the Origin header; nil accepts every origin (the
 	// web client is served from another origin, and the token in the path
 	// authenticates).
@@ -139,6 +145,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Verifier == nil || cfg.Sender == nil || cfg.Members == nil || cfg.Blocks == nil {
 		return nil, errors.New("gateway: Verifier, Sender, Members and Blocks are required")
 	}
+	if cfg.Routes != nil && cfg.ID == "" {
+		return nil, errors.New("gateway: ID is required with Routes")
+	}
 	cfg.defaults()
 	g := &Gateway{cfg: cfg, log: cfg.Logger, reg: newRegistry(), base: context.Background()}
 	g.upgrader = websocket.Upgrader{
@@ -191,6 +200,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.stats.knockedOff.Add(1)
 		old.closeWith(CloseKnockOff, knockOffReason)
 	}
+	g.routeAdded(c)
 	if g.closed.Load() { // Close ran while we registered
 		c.closeWith(CloseGoingAway, "server shutting down")
 	}

@@ -60,11 +60,13 @@ func (r *registry) add(c *conn) (old *conn) {
 }
 
 // remove unregisters c if it is still the registered connection of its slot
-// (a knocked-off connection must not remove its replacement).
-func (r *registry) remove(c *conn) {
+// (a knocked-off connection must not remove its replacement) and reports
+// whether it did.
+func (r *registry) remove(c *conn) (removed bool) {
 	sh := r.shard(c.user)
 	sh.mu.Lock()
 	if slots := sh.users[c.user]; slots != nil && slots[c.platform] == c {
+		removed = true
 		slots[c.platform] = nil
 		empty := true
 		for _, s := range slots {
@@ -77,6 +79,7 @@ func (r *registry) remove(c *conn) {
 		}
 	}
 	sh.mu.Unlock()
+	return removed
 }
 
 // get returns the user's connections by platform (nil entries are absent).
