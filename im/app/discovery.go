@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -102,6 +103,13 @@ func (a *App) serveGatewayPush(ctx context.Context, cfg *config.Config, d *consu
 	pushAddr := cfg.Websocket.PushAdvertise
 	if pushAddr == "" {
 		pushAddr = ln.Addr().String()
+		if host, port, err := net.SplitHostPort(pushAddr); err == nil && net.ParseIP(host).IsUnspecified() {
+			name, err := os.Hostname()
+			if err != nil {
+				return fmt.Errorf("app: websocket.push_advertise is needed: %w", err)
+			}
+			pushAddr = net.JoinHostPort(name, port)
+		}
 	}
 	meta := map[string]string{discovery.MetaGatewayID: gw.ID()}
 	gwMeta := map[string]string{discovery.MetaGatewayID: gw.ID(), discovery.MetaWSAddr: a.advertisedWS()}

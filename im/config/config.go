@@ -161,7 +161,8 @@ type Websocket struct {
 	// PushListen is the internal listener message servers push deliveries to
 	// (multi-process deployments; default 127.0.0.1:50002).
 	PushListen string `yaml:"push_listen"`
-	// PushAdvertise is what message servers dial for PushListen (default PushListen).
+	// PushAdvertise is what message servers dial for PushListen (default
+	// PushListen, with this machine's host name when it binds every interface).
 	PushAdvertise string `yaml:"push_advertise"`
 	// PushSecret authenticates pushes (default: derived from server.jwt_secret).
 	PushSecret string `yaml:"push_secret"`
@@ -553,10 +554,8 @@ func (c *Config) validate() []error {
 		if c.Runs(RoleAPI) && c.Server.Advertise == "" && unspecified(c.Server.Host) {
 			bad("server.advertise", "required when server.host is %q", c.Server.Host)
 		}
-		if c.Runs(RoleGateway) && c.Websocket.PushAdvertise == "" {
-			if h, _, err := net.SplitHostPort(c.Websocket.PushListen); err != nil || unspecified(h) {
-				bad("websocket.push_advertise", "required when websocket.push_listen (%q) has no dialable host", c.Websocket.PushListen)
-			}
+		if _, _, err := net.SplitHostPort(c.Websocket.PushListen); err != nil {
+			bad("websocket.push_listen", "%q is not host:port", c.Websocket.PushListen)
 		}
 		if c.Consul.TTL < 1 {
 			bad("consul.ttl", "must be at least 1 second")

@@ -135,3 +135,25 @@ func TestLoad(t *testing.T) {
 		t.Error("invalid YAML accepted")
 	}
 }
+
+// The committed example files must stay valid.
+func TestCommittedFilesParse(t *testing.T) {
+	// The production file gets its secrets and addresses from the
+	// environment, as docker-compose.yml gives them.
+	prodEnv := []string{"SANDCAT_SERVER_JWT_SECRET=0123456789abcdef0123",
+		"SANDCAT_OSS_SECRET_KEY=minio-secret", "SANDCAT_WEBSOCKET_ADVERTISE=chat.example.com:50000",
+		"SANDCAT_SERVER_ADVERTISE=api:50001"}
+	for _, tc := range []struct {
+		file     string
+		env      []string
+		embedded bool
+	}{{"../../config.yml", nil, true}, {"../../config.production.yml", prodEnv, false}} {
+		cfg, err := Load(tc.file, true, tc.env)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		if cfg.Embedded() != tc.embedded {
+			t.Errorf("%s: embedded = %v", tc.file, cfg.Embedded())
+		}
+	}
+}
