@@ -276,6 +276,20 @@ func (a *Allocator) nextRecvSlow(ctx context.Context, userIDs []string, pending 
 	}
 }
 
+// NextSendAndRecv returns the next send seq of sender and the next recv seq
+// of every receiver, in argument order (the combined allocation of the
+// README TODO; redisseq does it in one Lua call). If the recv part fails the
+// send seq taken is lost (a gap, never reissued).
+func (a *Allocator) NextSendAndRecv(ctx context.Context, sender string, receivers []string) (send int64, recv []int64, err error) {
+	if send, err = a.NextSend(ctx, sender); err != nil {
+		return 0, nil, err
+	}
+	if recv, err = a.NextRecv(ctx, receivers); err != nil {
+		return 0, nil, err
+	}
+	return send, recv, nil
+}
+
 // Current returns the last recv and send seqs handed out to userID: what
 // GET /message/seq answers. A counter not used by this process yet reports
 // its stored ceiling (every seq ever handed out is at most that, the next one
