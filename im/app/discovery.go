@@ -16,6 +16,7 @@ import (
 	"github.com/sandcat-im/sandcat/im/discovery"
 	"github.com/sandcat-im/sandcat/im/gateway"
 	"github.com/sandcat-im/sandcat/im/msgserver"
+	"github.com/sandcat-im/sandcat/im/observe"
 )
 
 // consulState is the Consul side of a process: its registrations and the
@@ -94,6 +95,8 @@ func (a *App) serveGatewayPush(ctx context.Context, cfg *config.Config, d *consu
 	}
 	mux := http.NewServeMux()
 	mux.Handle(gateway.PushRoute, h)
+	mux.Handle("GET /health", http.HandlerFunc(observe.Health))
+	mux.Handle("GET /metrics", a.metrics.Handler())
 	a.serve(ln, mux)
 
 	wsHost := cfg.Websocket.Advertise
@@ -158,23 +161,38 @@ func (a *App) pusher(ctx context.Context, cfg *config.Config, b *backends, d *co
 }
 
 // refreshRoutes rewrites this gateway's online routes every TTL/3, so the
-// routes of a dead gateway expire and those lost by Redis come back.
+// routes of a dead gateway expire and those lost by Redis come back. A route
+// another gateway took over (the same user and platform connected there) is
+// knocked off here, as a second connection on one gateway is. At shutdown the
+// gateway's routes are removed at once.
 func refreshRoutes(ctx context.Context, gw *gateway.Gateway, routes *cache.Routes, log *slog.Logger) error {
+	entries := func() []cache.RouteEntry {
+		conns := gw.Connections()
+		out := make([]cache.RouteEntry, len(conns))
+		for i, c := range conns {
+			out[i] = cache.RouteEntry{UserID: c.UserID, Platform: c.Platform}
+		}
+		return out
+	}
 	t := time.NewTicker(routes.TTL() / 3)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := routes.RemoveAll(rctx, gw.ID(), entries()); err != nil {
+				log.Warn("gateway: removing routes at shutdown failed; they expire", "err", err)
+			}
 			return nil
 		case <-t.C:
 		}
-		conns := gw.Connections()
-		entries := make([]cache.RouteEntry, len(conns))
-		for i, c := range conns {
-			entries[i] = cache.RouteEntry{UserID: c.UserID, Platform: c.Platform}
-		}
-		if _, err := routes.Refresh(ctx, gw.ID(), entries); err != nil {
+		lost, err := routes.Refresh(ctx, gw.ID(), entries())
+		if err != nil {
 			log.Warn("gateway: route refresh failed", "err", err)
+		}
+		for _, e := range lost {
+			gw.KnockOff(e.UserID, e.Platform)
 		}
 	}
 }

@@ -40,3 +40,16 @@ func (g *Gateway) routeRemoved(c *conn) {
 		g.log.Warn("gateway: route remove failed; it expires", "user", c.user, "platform", c.platform, "err", err)
 	}
 }
+
+// KnockOff closes the user's connection on that platform with 4001, as when
+// the same user and platform connect again: used when another gateway took
+// over the user's route (a second connection elsewhere).
+func (g *Gateway) KnockOff(userID string, platform int32) bool {
+	conns, ok := g.reg.get(userID)
+	if !ok || platform < 0 || int(platform) >= len(conns) || conns[platform] == nil {
+		return false
+	}
+	g.stats.knockedOff.Add(1)
+	conns[platform].closeWith(CloseKnockOff, knockOffReason)
+	return true
+}
