@@ -253,6 +253,7 @@ func (s *Server) startOnce() (p *process, err error) {
 	defer cancel()
 	if err := s.ready(ctx, p); err != nil {
 		_ = s.stop(syscall.SIGKILL)
+		s.proc = nil // its output is in the error; cleanup need not show it again
 		return p, fmt.Errorf("testsvc: %s did not become ready: %w\ncommand: %s %s\nstderr tail (%s):\n%s\nstdout tail (%s):\n%s",
 			s.name, err, s.bin, strings.Join(args, " "),
 			p.stderrPath, tail(p.stderrPath, tailLines), p.stdoutPath, tail(p.stdoutPath, tailLines))
