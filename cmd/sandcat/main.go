@@ -2,6 +2,7 @@
 //
 //	sandcat [-p config.yml] [run]          run the roles of `component` (default all)
 //	sandcat [-p config.yml] migrate        apply the database migrations and exit
+//	sandcat appservice registration [...]  write a Matrix appservice registration
 //	sandcat version                        print the version
 //
 // With no config file (or one without backend sections) everything runs in one
@@ -37,7 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&path, "p", "", "path of the config file (default ./config.yml if present)")
 	fs.StringVar(&path, "configuration", "", "same as -p")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: sandcat [-p config.yml] [run|migrate|version]\n\n")
+		fmt.Fprintf(stderr, "usage: sandcat [-p config.yml] [run|migrate|version|appservice registration]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -50,6 +51,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "version" {
 		fmt.Fprintln(stdout, "sandcat", version)
 		return 0
+	}
+	if cmd == "appservice" { // needs no config: it writes the config section
+		return writeRegistration(fs.Args()[1:], stdout, stderr)
 	}
 	mustExist := path != ""
 	if path == "" {
