@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 TESTBIN  ?= $(or $(SANDCAT_TESTBIN),$(HOME)/.cache/sandcat-testbin)
 export SANDCAT_TESTBIN := $(TESTBIN)
 
-.PHONY: build run test test-short testservers fuzz bench lint fmt migrate clean
+.PHONY: build run test test-short testservers synapse fuzz bench lint fmt migrate clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sandcat
@@ -23,15 +23,20 @@ run: build
 testservers:
 	GO='$(GO)' cmd/testservers/build.sh '$(TESTBIN)'
 
+# Debian sid's matrix-synapse in a chroot for the bridge tests (as root; ~2 min
+# and 550 MB cold; a no-op warm).
+synapse:
+	cmd/testservers/synapse.sh '$(TESTBIN)'
+
 # The whole suite: unit, conformance (SQLite, PostgreSQL, Redis, FerretDB,
 # kfake, MinIO, Consul), HTTP, end-to-end and multi-process tests, then a
 # bounded fuzzing run of the frame decoder.
-test: testservers
+test: testservers synapse
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run '^$$' -fuzz '^FuzzDecodeMsg$$' -fuzztime $(FUZZTIME) ./im/wire/
 
-test-short: testservers
+test-short: testservers synapse
 	$(GO) test -short ./...
 
 fuzz:

@@ -10,7 +10,9 @@ package appservice
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -268,7 +270,23 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request, txnID st
 	writeEmpty(w)
 }
 
+// txnKey is what a transaction is remembered under: its id and a digest of
+// its event ids. Synapse on SQLite numbers transactions from the largest id
+// still pending, so after a restart it reuses ids: the same id with other
+// events is a new transaction, never a retry to skip.
+func txnKey(txnID string, txn *mas.Transaction) string {
+	h := sha256.New()
+	for _, evt := range txn.Events {
+		if evt != nil {
+			h.Write([]byte(evt.ID))
+			h.Write([]byte{0})
+		}
+	}
+	return txnID + "#" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
 func (s *Server) handleTransaction(ctx context.Context, log *slog.Logger, txnID string, txn *mas.Transaction) error {
+	txnID = txnKey(txnID, txn)
 	done, err := s.store.TxnDone(ctx, txnID)
 	if err != nil {
 		return err

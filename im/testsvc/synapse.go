@@ -1,0 +1,360 @@
+package testsvc
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha1" //nolint:gosec // Synapse's shared-secret registration MAC is HMAC-SHA1.
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// SynapseRootName is the folder, under BinDir, of the Debian sid chroot
+// holding matrix-synapse; cmd/testservers/synapse.sh builds it and writes
+// SynapseRootName+".stamp" when it is complete.
+const SynapseRootName = "synapse-root"
+
+// synapseDataParent is where, inside the chroot, each Synapse gets its data
+// directory: "<test process pid>.<random>", removed at cleanup (and by a
+// later run when that process is gone).
+const synapseDataParent = "var/lib/sandcat-test"
+
+// SynapseOptions configures RunSynapse.
+type SynapseOptions struct {
+	// AppserviceRegistration is the path, on the host, of an appservice
+	// registration.yaml. It is copied into the homeserver's data directory
+	// (see Synapse.Registration) and listed in app_service_config_files.
+	// Empty: no appservice.
+	AppserviceRegistration string
+}
+
+// Synapse is a running Synapse homeserver (Debian sid's matrix-synapse in
+// a chroot, SQLite database, client API only, no federation) with open
+// registration and rate limits raised out of the way of tests.
+type Synapse struct {
+	*Server
+	// URL is the client-server API base, http://127.0.0.1:PORT. It stays
+	// the same across Stop and Start.
+	URL string
+	// ServerName is the homeserver's name: user IDs are @local:ServerName.
+	ServerName string
+	// Registration is the host path of the copy of the appservice
+	// registration that Synapse reads at each start ("" without one).
+	// Synapse loads registrations only at startup: edit this file, then
+	// Restart.
+	Registration string
+	// DataDir is the host path of the homeserver's data directory (config,
+	// database, media, signing key); inside the chroot it is DataDirInRoot.
+	DataDir, DataDirInRoot string
+
+	sharedSecret string
+}
+
+// SynapseRoot returns the path of the Synapse chroot and fails the test,
+// with the command that builds it, when the chroot is missing or
+// incomplete.
+func SynapseRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, SynapseRootName)
+	_, errStamp := os.Stat(root + ".stamp")
+	_, errPy := os.Stat(filepath.Join(root, "usr", "bin", "python3"))
+	if err := errors.Join(errStamp, errPy); err != nil {
+		script := "cmd/testservers/synapse.sh"
+		if r := repoRoot(); r != "" {
+			script = filepath.Join(r, script)
+		}
+		t.Fatalf("testsvc: the Synapse chroot is missing or incomplete at %s (%v).\nBuild it (as root, about two minutes and 550 MB, once per machine) with:\n\t%s %q",
+			root, err, script, dir)
+	}
+	return root
+}
+
+// RunSynapse starts a Synapse with an empty SQLite database on a free
+// loopback port and returns once /_matrix/client/versions answers;
+// t.Cleanup stops it and removes its data directory. The test process must
+// run as root (chroot).
+func RunSynapse(t testing.TB, opts SynapseOptions) *Synapse {
+	t.Helper()
+	root := SynapseRoot(t)
+	if os.Geteuid() != 0 {
+		t.Fatalf("testsvc: RunSynapse needs root to chroot into %s (CI runs as root)", root)
+	}
+	chroot, err := exec.LookPath("chroot")
+	if err != nil {
+		t.Fatalf("testsvc: RunSynapse: %v", err)
+	}
+
+	parent := filepath.Join(root, synapseDataParent)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		t.Fatalf("testsvc: synapse: %v", err)
+	}
+	removeStaleSynapseData(t, parent)
+	data, err := os.MkdirTemp(parent, strconv.Itoa(os.Getpid())+".")
+	if err != nil {
+		t.Fatalf("testsvc: synapse: %v", err)
+	}
+	// Registered before the stop cleanup of the server, so it runs after it.
+	t.Cleanup(func() {
+		if err := os.RemoveAll(data); err != nil {
+			t.Logf("testsvc: removing synapse data %s: %v", data, err)
+		}
+	})
+	if err := os.Chmod(data, 0o755); err != nil {
+		t.Fatalf("testsvc: synapse: %v", err)
+	}
+
+	s := &Synapse{
+		Server:        &Server{name: "synapse", bin: chroot, dir: t.TempDir()},
+		ServerName:    "localhost",
+		DataDir:       data,
+		DataDirInRoot: "/" + filepath.ToSlash(mustRel(t, root, data)),
+		sharedSecret:  rand.Text(),
+	}
+	t.Cleanup(func() {
+		if t.Failed() && s.proc != nil {
+			t.Logf("testsvc: synapse stderr tail (%s):\n%s", s.proc.stderrPath, tail(s.proc.stderrPath, tailLines))
+		}
+		if err := s.stop(syscall.SIGTERM); err != nil {
+			t.Logf("testsvc: stopping synapse: %v", err)
+		}
+	})
+
+	if opts.AppserviceRegistration != "" {
+		b, err := os.ReadFile(opts.AppserviceRegistration)
+		if err != nil {
+			t.Fatalf("testsvc: synapse: appservice registration: %v", err)
+		}
+		s.Registration = filepath.Join(data, "appservice.yaml")
+		if err := os.WriteFile(s.Registration, b, 0o644); err != nil {
+			t.Fatalf("testsvc: synapse: %v", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(data, "signing.key"), []byte(newSigningKey()), 0o600); err != nil {
+		t.Fatalf("testsvc: synapse: %v", err)
+	}
+
+	config := filepath.Join(data, "homeserver.yaml")
+	s.pick = func() error {
+		ports, err := freePorts(1)
+		if err != nil {
+			return err
+		}
+		s.URL = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+		return os.WriteFile(config, []byte(s.homeserverYAML(ports[0])), 0o600)
+	}
+	s.args = func() []string {
+		return []string{root, "python3", "-m", "synapse.app.homeserver", "-c", s.DataDirInRoot + "/homeserver.yaml"}
+	}
+	s.env = []string{"LANG=C.UTF-8", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"}
+	s.ready = func(ctx context.Context, p *process) error {
+		return poll(ctx, p, httpCheck(s.URL+"/_matrix/client/versions", func(body []byte) error {
+			var v struct {
+				Versions []string `json:"versions"`
+			}
+			if err := json.Unmarshal(body, &v); err != nil || len(v.Versions) == 0 {
+				return fmt.Errorf("unexpected /versions answer %q (%v)", body, err)
+			}
+			return nil
+		}))
+	}
+	s.Start(t)
+	return s
+}
+
+// homeserverYAML is the homeserver config for a listener on port (JSON is
+// YAML).
+func (s *Synapse) homeserverYAML(port int) string {
+	d := s.DataDirInRoot
+	unlimited := map[string]any{"per_second": 100000, "burst_count": 1000000}
+	appservices := []string{}
+	if s.Registration != "" {
+		appservices = append(appservices, d+"/appservice.yaml")
+	}
+	cfg := map[string]any{
+		"server_name":    s.ServerName,
+		"public_baseurl": s.URL + "/",
+		"listeners": []any{map[string]any{
+			"port": port, "bind_addresses": []string{"127.0.0.1"},
+			"type": "http", "tls": false, "x_forwarded": false,
+			"resources": []any{map[string]any{"names": []string{"client"}, "compress": false}},
+		}},
+		"database": map[string]any{
+			"name": "sqlite3",
+			"args": map[string]any{"database": d + "/homeserver.db"},
+		},
+		"media_store_path":                         d + "/media_store",
+		"signing_key_path":                         d + "/signing.key",
+		"trusted_key_servers":                      []any{},
+		"suppress_key_server_warning":              true,
+		"report_stats":                             false,
+		"enable_metrics":                           false,
+		"url_preview_enabled":                      false,
+		"enable_registration":                      true,
+		"enable_registration_without_verification": true,
+		"registration_shared_secret":               s.sharedSecret,
+		"macaroon_secret_key":                      s.sharedSecret + "-macaroon",
+		"form_secret":                              s.sharedSecret + "-form",
+		"app_service_config_files":                 appservices,
+		"federation_domain_whitelist":              []string{},
+		"rc_message":                               unlimited,
+		"rc_registration":                          unlimited,
+		"rc_registration_token_validity":           unlimited,
+		"rc_login":                                 map[string]any{"address": unlimited, "account": unlimited, "failed_attempts": unlimited},
+		"rc_admin_redaction":                       unlimited,
+		"rc_joins":                                 map[string]any{"local": unlimited, "remote": unlimited},
+		"rc_joins_per_room":                        unlimited,
+		"rc_key_requests":                          unlimited,
+		"rc_3pid_validation":                       unlimited,
+		"rc_invites":                               map[string]any{"per_room": unlimited, "per_user": unlimited, "per_issuer": unlimited},
+		"rc_third_party_invite":                    unlimited,
+		"rc_media_create":                          unlimited,
+		"rc_presence":                              map[string]any{"per_user": unlimited},
+		"rc_delayed_event_mgmt":                    unlimited,
+		"rc_room_creation":                         unlimited,
+		"rc_reports":                               unlimited,
+		"rc_user_directory":                        unlimited,
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		panic(err) // only plain values above
+	}
+	return string(b) + "\n"
+}
+
+// RegisterUser registers the local user localpart with password through
+// Synapse's shared-secret admin API and returns its user ID and an access
+// token. It fails the test on any error.
+func (s *Synapse) RegisterUser(t testing.TB, localpart, password string) (userID, accessToken string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	userID, accessToken, err := s.register(ctx, localpart, password)
+	if err != nil {
+		t.Fatalf("testsvc: synapse: register %q: %v", localpart, err)
+	}
+	return userID, accessToken
+}
+
+func (s *Synapse) register(ctx context.Context, localpart, password string) (userID, accessToken string, err error) {
+	endpoint := s.URL + "/_synapse/admin/v1/register"
+	var nonce struct {
+		Nonce string `json:"nonce"`
+	}
+	if err := doJSON(ctx, http.MethodGet, endpoint, nil, &nonce); err != nil {
+		return "", "", fmt.Errorf("nonce: %w", err)
+	}
+	mac := hmac.New(sha1.New, []byte(s.sharedSecret))
+	mac.Write([]byte(nonce.Nonce + "\x00" + localpart + "\x00" + password + "\x00notadmin"))
+	req := map[string]any{
+		"nonce": nonce.Nonce, "username": localpart, "password": password,
+		"admin": false, "mac": hex.EncodeToString(mac.Sum(nil)),
+	}
+	var resp struct {
+		UserID      string `json:"user_id"`
+		AccessToken string `json:"access_token"`
+	}
+	if err := doJSON(ctx, http.MethodPost, endpoint, req, &resp); err != nil {
+		return "", "", err
+	}
+	if resp.UserID == "" || resp.AccessToken == "" {
+		return "", "", fmt.Errorf("no user_id or access_token in the answer")
+	}
+	return resp.UserID, resp.AccessToken, nil
+}
+
+// doJSON sends body (nil: none) as JSON and decodes a 200 answer into out.
+func doJSON(ctx context.Context, method, url string, body, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	return nil
+}
+
+// newSigningKey returns a Synapse signing key file: "ed25519 VERSION SEED"
+// with the 32-byte seed in unpadded base64.
+func newSigningKey() string {
+	seed := make([]byte, 32)
+	_, _ = rand.Read(seed) // never fails (crypto/rand)
+	return "ed25519 a_test " + base64.RawStdEncoding.EncodeToString(seed) + "\n"
+}
+
+// removeStaleSynapseData removes the data directories left under parent
+// by test processes that are gone (killed before their cleanups ran).
+func removeStaleSynapseData(t testing.TB, parent string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pidText, _, ok := strings.Cut(e.Name(), ".")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			continue // still running, or not ours to judge
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < time.Minute {
+			continue // pid just reused? leave young ones alone
+		}
+		if err := os.RemoveAll(filepath.Join(parent, e.Name())); err != nil {
+			t.Logf("testsvc: removing stale synapse data: %v", err)
+		}
+	}
+}
+
+func mustRel(t testing.TB, base, target string) string {
+	t.Helper()
+	rel, err := filepath.Rel(base, target)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		t.Fatalf("testsvc: %s is not under %s (%v)", target, base, err)
+	}
+	return rel
+}
