@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 TESTBIN  ?= $(or $(SANDCAT_TESTBIN),$(HOME)/.cache/sandcat-testbin)
 export SANDCAT_TESTBIN := $(TESTBIN)
 
-.PHONY: build run test test-short testservers synapse fuzz bench lint fmt migrate clean
+.PHONY: build run test test-short testservers synapse fuzz bench bench-load lint fmt migrate clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sandcat
@@ -45,6 +45,10 @@ fuzz:
 # Benchmarks are never part of `make test`.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The load tool (BENCHMARKS.md): builds Centrifugo v6.9.1 once into the cache, then runs the suite.
+bench-load:
+	cmd/sandcat-bench/run.sh $(BENCHFLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
