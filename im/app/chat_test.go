@@ -130,7 +130,10 @@ func makeFriends(t *testing.T, a, b *user, aSeq, bSeq, aSend int64) {
 // Scenario a: register, log in, become friends through /friend with the
 // notices over the WebSocket, and chat both ways.
 func TestFriendsAndChat(t *testing.T) {
-	s := startServer(t)
+	friendsAndChat(t, startServer(t))
+}
+
+func friendsAndChat(t *testing.T, s *server) {
 	ann, bob := s.newUser("Ann"), s.newUser("Bob")
 	annD, bobD := ann.dial(wire.PlatformDesktop), bob.dial(wire.PlatformDesktop)
 

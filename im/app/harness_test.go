@@ -152,7 +152,14 @@ func startServer(t *testing.T) *server {
 
 func startServerIn(t *testing.T, dataDir string, allowErrors bool) *server {
 	t.Helper()
-	cfg, err := config.Parse([]byte("data_dir: "+dataDir+"\nlog:\n  level: debug\n"), nil)
+	return startServerWith(t, dataDir, "", allowErrors)
+}
+
+// startServerWith runs the server with extra YAML (backend sections) added
+// to the embedded default's configuration.
+func startServerWith(t *testing.T, dataDir, extraYAML string, allowErrors bool) *server {
+	t.Helper()
+	cfg, err := config.Parse([]byte("data_dir: "+dataDir+"\nlog:\n  level: debug\n"+extraYAML), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
