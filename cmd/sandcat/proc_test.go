@@ -85,6 +85,7 @@ type instance struct {
 	config  string // config file path
 	apiPort int
 	wsPort  int
+	env     []string // SANDCAT_* overrides given to the process
 }
 
 func newInstance(t *testing.T) *instance {
@@ -139,7 +140,7 @@ func (in *instance) spawn(args ...string) *proc {
 	bin := sandcatBinary(t)
 	cmd := exec.Command(bin, append([]string{"-p", in.config}, args...)...)
 	cmd.Dir = filepath.Dir(in.config)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), in.env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -181,18 +181,30 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 			return nil, err
 		}
 		a.gw = gw
+		if err := a.metrics.Registry.Register(newGatewayCollector(gw)); err != nil {
+			return nil, fmt.Errorf("app: gateway metrics: %w", err)
+		}
 		r := mux.NewRouter()
 		// Not behind the metrics middleware: its ResponseWriter cannot be
 		// hijacked, which the WebSocket upgrade needs.
 		r.Methods(http.MethodGet).Path("/ws/{user_id}/conn/{pointer_id}/{platform}/{token}").Handler(gw)
 		r.Handle("/health", a.metrics.Middleware(http.HandlerFunc(observe.Health))).Methods(http.MethodGet)
+		// A gateway-only process has no API listener: its metrics are here.
+		r.Handle("/metrics", a.metrics.Handler()).Methods(http.MethodGet)
 		ln, err := listen(lns.WebSocket, cfg.Websocket.Host, cfg.Websocket.Port)
 		if err != nil {
 			return nil, err
 		}
 		a.wsAddr = ln.Addr().String()
 		a.serve(ln, r)
-		a.closers = append(a.closers, func() error { gw.Close(); return nil })
+		// Closers run in reverse: this one before Redis is closed, so the
+		// connections' routes are removed rather than left to expire.
+		a.closers = append(a.closers, func() error {
+			gw.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			return gw.Drain(ctx)
+		})
 		if b.routes != nil {
 			a.goBackground(bctx, "routes", func(ctx context.Context) error { return refreshRoutes(ctx, gw, b.routes, log) })
 		}
@@ -340,6 +352,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 	}
 	return a, nil
 }
+
+// drainTimeout bounds the wait at shutdown for the gateway's connections to
+// end (their Close frames are written with a 10 s write timeout).
+const drainTimeout = 15 * time.Second
 
 func kafkaGroup(cfg *config.Config) string {
 	if cfg.Kafka != nil {

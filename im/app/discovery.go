@@ -160,11 +160,16 @@ func (a *App) pusher(ctx context.Context, cfg *config.Config, b *backends, d *co
 	return msgserver.NewPusher(router, client, a.log), nil
 }
 
+// routesCheck is how often a gateway checks that Redis still holds its
+// routes (one EXISTS): after Redis lost them, pushes to its users resume
+// within this delay rather than at the next TTL/3 refresh.
+const routesCheck = 2 * time.Second
+
 // refreshRoutes rewrites this gateway's online routes every TTL/3, so the
-// routes of a dead gateway expire and those lost by Redis come back. A route
-// another gateway took over (the same user and platform connected there) is
-// knocked off here, as a second connection on one gateway is. At shutdown the
-// gateway's routes are removed at once.
+// routes of a dead gateway expire, and at once when Redis lost them (checked
+// every routesCheck). A route another gateway took over (the same user and
+// platform connected there) is knocked off here, as a second connection on
+// one gateway is. At shutdown the gateway's routes are removed at once.
 func refreshRoutes(ctx context.Context, gw *gateway.Gateway, routes *cache.Routes, log *slog.Logger) error {
 	entries := func() []cache.RouteEntry {
 		conns := gw.Connections()
@@ -174,8 +179,10 @@ func refreshRoutes(ctx context.Context, gw *gateway.Gateway, routes *cache.Route
 		}
 		return out
 	}
-	t := time.NewTicker(routes.TTL() / 3)
+	every := routes.TTL() / 3
+	t := time.NewTicker(min(every, routesCheck))
 	defer t.Stop()
+	var last time.Time // of the last successful refresh
 	for {
 		select {
 		case <-ctx.Done():
@@ -187,9 +194,20 @@ func refreshRoutes(ctx context.Context, gw *gateway.Gateway, routes *cache.Route
 			return nil
 		case <-t.C:
 		}
+		if time.Since(last) < every {
+			present, err := routes.Present(ctx, gw.ID())
+			if err != nil || present {
+				continue // a failing Redis: the refresh is tried when it is due
+			}
+			if !last.IsZero() {
+				log.Warn("gateway: Redis lost the online routes; writing them again")
+			}
+		}
 		lost, err := routes.Refresh(ctx, gw.ID(), entries())
 		if err != nil {
 			log.Warn("gateway: route refresh failed", "err", err)
+		} else {
+			last = time.Now()
 		}
 		for _, e := range lost {
 			gw.KnockOff(e.UserID, e.Platform)

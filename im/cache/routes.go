@@ -40,7 +40,8 @@ type RouteEntry struct {
 }
 
 // Routes are the online routes: which gateway instance holds which user's
-// device. `<prefix>route:<user>:<platform>` holds the gateway id, with a TTL.
+// device. `<prefix>route:<user>:<platform>` holds the gateway id, with a TTL;
+// `<prefix>route_gateway:<gateway>` marks that a gateway's routes are there (Present).
 // A user has one route per platform, as a gateway has one connection per
 // user and platform: the newest connection wins.
 //
@@ -56,6 +57,7 @@ type RouteEntry struct {
 type Routes struct {
 	rdb       redis.UniversalClient
 	prefix    string
+	marker    string // prefix of the per-gateway marker keys (Present)
 	ttl       time.Duration
 	platforms []int32
 	refresh   *redis.Script
@@ -70,7 +72,7 @@ func NewRoutes(rdb redis.UniversalClient, opts RoutesOptions) *Routes {
 	if len(opts.Platforms) == 0 {
 		opts.Platforms = []int32{0, 1}
 	}
-	return &Routes{rdb: rdb, prefix: opts.Prefix + "route:", ttl: opts.TTL,
+	return &Routes{rdb: rdb, prefix: opts.Prefix + "route:", marker: opts.Prefix + "route_gateway:", ttl: opts.TTL,
 		platforms: slices.Clone(opts.Platforms),
 		refresh:   redis.NewScript(refreshScript), remove: redis.NewScript(removeScript)}
 }
@@ -151,6 +153,11 @@ return out
 // entries whose route another gateway holds now: the user connected there
 // since, so this connection is stale.
 func (r *Routes) Refresh(ctx context.Context, gatewayID string, entries []RouteEntry) (lost []RouteEntry, err error) {
+	// The marker first: should Redis lose its data between the two, Present
+	// reports it and the gateway refreshes again.
+	if err := r.rdb.Set(ctx, r.marker+gatewayID, "1", r.ttl).Err(); err != nil {
+		return nil, fmt.Errorf("cache: refresh routes of gateway %s: %w", gatewayID, err)
+	}
 	keys := r.keys(entries)
 	cmds, err := r.runChunks(ctx, r.refresh, keys, gatewayID, r.ttl.Milliseconds())
 	if err != nil {
@@ -168,6 +175,20 @@ func (r *Routes) Refresh(ctx context.Context, gatewayID string, entries []RouteE
 		}
 	}
 	return lost, nil
+}
+
+// Present reports whether the routes gatewayID wrote at its last Refresh
+// are still in Redis, by a marker key Refresh writes with them (one EXISTS).
+// False means Redis lost them (a restart without persistence, a flush, a
+// failover to an empty replica) or the gateway never refreshed: the gateway
+// should Refresh now rather than at its next period, or pushes to its users
+// stop until then.
+func (r *Routes) Present(ctx context.Context, gatewayID string) (bool, error) {
+	n, err := r.rdb.Exists(ctx, r.marker+gatewayID).Result()
+	if err != nil {
+		return false, fmt.Errorf("cache: routes of gateway %s present: %w", gatewayID, err)
+	}
+	return n == 1, nil
 }
 
 // Locate returns, for each user of users that is online somewhere, the ids

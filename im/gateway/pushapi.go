@@ -291,6 +291,7 @@ func (h *PushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, h.log, httpx.Errorf(http.StatusBadRequest, httpx.KindBodyParsing, "%v", err))
 		return
 	}
+	h.g.stats.pushed.Add(int64(len(ds)))
 	h.g.Deliver(ds)
 	w.WriteHeader(http.StatusNoContent)
 }
