@@ -204,7 +204,9 @@ websocket:
 retention:
   history_days: 365
   file_days: 365
-`, name, n.in.dir, n.in.apiPort, n.in.wsPort, n.advertise, n.pushAddr) + d.backends
+metrics:
+  listen: 127.0.0.1:%d
+`, name, n.in.dir, n.in.apiPort, n.in.wsPort, n.advertise, n.pushAddr, freePort(t)) + d.backends
 	if err := os.WriteFile(n.in.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

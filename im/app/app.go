@@ -247,6 +247,18 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 			}
 			a.goBackground(bctx, "file cleanup", cl.Run)
 		}
+		if !cfg.Runs(config.RoleAPI) && !cfg.Runs(config.RoleGateway) {
+			// No listener of its own: serve health and metrics (the bus's
+			// dead-letter counter among them) on metrics.listen.
+			ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("app: metrics listener: %w", err)
+			}
+			mux := http.NewServeMux()
+			mux.HandleFunc("GET /health", observe.Health)
+			mux.Handle("GET /metrics", a.metrics.Handler())
+			a.serve(ln, mux)
+		}
 		if disc != nil {
 			if err := disc.register(ctx, a, discovery.Registration{Service: discovery.ServiceMsgServer,
 				Address: ""}); err != nil {

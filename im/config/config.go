@@ -40,6 +40,7 @@ type Config struct {
 	Appservice    *Appservice    `yaml:"appservice"`
 	Sequence      Sequence       `yaml:"sequence"`
 	Retention     Retention      `yaml:"retention"`
+	Metrics       Metrics        `yaml:"metrics"`
 	ServiceCenter *ServiceCenter `yaml:"service_center"` // original synapse registry: accepted, unused
 	RPC           map[string]any `yaml:"rpc"`            // original gRPC sections: accepted, unused
 }
@@ -250,6 +251,12 @@ type Appservice struct {
 	AliasPrefix     string `yaml:"alias_prefix"`
 }
 
+// Metrics is where a process without an HTTP listener of its own (a
+// msgserver alone) serves /health and /metrics.
+type Metrics struct {
+	Listen string `yaml:"listen"` // default 127.0.0.1:50003
+}
+
 // Sequence configures seq allocation when Redis is absent (redis.seq_step wins when present).
 type Sequence struct {
 	Step int64 `yaml:"step"`
@@ -447,6 +454,7 @@ func (c *Config) setDefaults() {
 		defInt(&c.Consul.DeregisterAfter, 60)
 	}
 	def(&c.Websocket.PushListen, "127.0.0.1:50002")
+	def(&c.Metrics.Listen, "127.0.0.1:50003")
 	if a := c.Appservice; a != nil {
 		def(&a.ID, "sandcat")
 		def(&a.Listen, "127.0.0.1:29400")
