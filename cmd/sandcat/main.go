@@ -3,6 +3,7 @@
 //	sandcat [-p config.yml] [run]          run the roles of `component` (default all)
 //	sandcat [-p config.yml] migrate        apply the database migrations and exit
 //	sandcat appservice registration [...]  write a Matrix appservice registration
+//	sandcat probe URL                      exit 0 if GET URL answers 2xx (health checks)
 //	sandcat version                        print the version
 //
 // With no config file (or one without backend sections) everything runs in one
@@ -15,9 +16,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sandcat-im/sandcat/im/app"
 	"github.com/sandcat-im/sandcat/im/config"
@@ -29,6 +32,26 @@ var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// probe GETs one URL and reports whether it answered 2xx within 5 s.
+func probe(args []string, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: sandcat probe URL")
+		return 2
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(args[0])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintln(stderr, args[0], resp.Status)
+		return 1
+	}
+	return 0
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -51,6 +74,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "version" {
 		fmt.Fprintln(stdout, "sandcat", version)
 		return 0
+	}
+	if cmd == "probe" { // container health checks: the image has no curl
+		return probe(fs.Args()[1:], stderr)
 	}
 	if cmd == "appservice" { // needs no config: it writes the config section
 		return writeRegistration(fs.Args()[1:], stdout, stderr)

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -201,5 +204,20 @@ func TestRegistrationBadArguments(t *testing.T) {
 				t.Fatal("a file was written")
 			}
 		})
+	}
+}
+
+func TestProbe(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer ok.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
+	defer down.Close()
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{{[]string{"probe", ok.URL}, 0}, {[]string{"probe", down.URL}, 1}, {[]string{"probe", "http://127.0.0.1:1/"}, 1}, {[]string{"probe"}, 2}} {
+		if got := run(tc.args, io.Discard, io.Discard); got != tc.want {
+			t.Errorf("run(%v) = %d, want %d", tc.args, got, tc.want)
+		}
 	}
 }

@@ -152,6 +152,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 	if err != nil {
 		return nil, err
 	}
+	if disc != nil {
+		disc.check = backendsCheck(b.checks)
+	}
 
 	// Gateway role: the WebSocket listener, and the internal push listener
 	// when message servers run in other processes.

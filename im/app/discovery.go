@@ -25,6 +25,9 @@ type consulState struct {
 	client    *api.Client
 	registrar *discovery.Registrar
 	version   string
+	// check is the health of the backends this process needs: a role whose
+	// database, cache or bus is unreachable turns critical in Consul.
+	check func(ctx context.Context) error
 }
 
 // openDiscovery connects to Consul when the configuration has a consul section.
@@ -52,8 +55,23 @@ func (a *App) openDiscovery(_ context.Context, cfg *config.Config, log *slog.Log
 	return &consulState{client: client, registrar: reg, version: a.version}, nil
 }
 
+// backendsCheck fails when any configured backend does not answer.
+func backendsCheck(checks []observe.Check) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		for _, c := range checks {
+			if err := c.Ping(ctx); err != nil {
+				return fmt.Errorf("%s: %w", c.Name, err)
+			}
+		}
+		return nil
+	}
+}
+
 // register registers one role; its deregistration runs first at shutdown.
 func (d *consulState) register(ctx context.Context, a *App, r discovery.Registration) error {
+	if r.Check == nil {
+		r.Check = d.check
+	}
 	dereg, err := d.registrar.Register(ctx, r)
 	if err != nil {
 		return fmt.Errorf("app: register %s in consul: %w", r.Service, err)
