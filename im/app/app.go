@@ -171,7 +171,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 			Verifier:       tokens,
 			Sender:         producer,
 			Members:        b.members,
-			Blocks:         b.rel,
+			Blocks:         b.blocks,
 			Logger:         log.With("role", "gateway"),
 			PingInterval:   time.Duration(cfg.Websocket.PingInterval) * time.Second,
 			SendQueueBytes: cfg.Websocket.SendQueueKiB << 10,
@@ -230,6 +230,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 			Group:   kafkaGroup(cfg),
 			Inbox:   b.inbox,
 			History: b.history,
+			Batch:   b.batch,
 			Seqs:    b.seqs,
 			Members: b.members,
 			Pusher:  pusher,
@@ -267,6 +268,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 				Address: ""}); err != nil {
 				return nil, err
 			}
+		}
+	}
+
+	// Appservice role: the Matrix bridge, its own consumer group on the bus.
+	if cfg.Runs(config.RoleAppservice) {
+		if err := a.startBridge(bctx, cfg, b, producer); err != nil {
+			return nil, err
 		}
 	}
 
@@ -323,7 +331,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, lns Listen
 		}
 		// Notices from the API have no originating connection: every device
 		// of the actor gets the echo (Producer.Notices).
-		fr, err := friend.New(friend.Options{Store: b.rel, Users: b.rel, Sender: producer.Notices(), RequireUser: requireUser, Log: log})
+		fr, err := friend.New(friend.Options{Store: b.blocks, Users: b.rel, Sender: producer.Notices(), RequireUser: requireUser, Log: log})
 		if err != nil {
 			return nil, err
 		}
