@@ -56,8 +56,10 @@ type messageBus interface {
 // has an embedded implementation and a production one behind one interface.
 type backends struct {
 	rel         relational
+	blocks      *blockCache // rel's friends with IsBlocked cached (gateway and friend routes)
 	inbox       storage.Inbox
 	history     storage.History
+	batch       msgserver.BatchStore // the inbox and the history in one transaction, when one SQLite file has both
 	seqs        allocator
 	revocations auth.Revocations
 	codes       account.Codes
@@ -80,6 +82,7 @@ func (a *App) openBackends(ctx context.Context, cfg *config.Config, log *slog.Lo
 	}
 	a.closers = append(a.closers, rel.Close)
 	b.rel = rel
+	b.blocks = newBlockCache(rel, blockCacheTTL, nil)
 	b.revocations = rel
 	b.checks = append(b.checks, observe.Check{Name: backendName(cfg), Ping: rel.Ping})
 
@@ -108,6 +111,7 @@ func (a *App) openBackends(ctx context.Context, cfg *config.Config, log *slog.Lo
 		b.checks = append(b.checks, observe.Check{Name: "mongodb", Ping: in.Ping})
 	} else if s, ok := rel.(*sqlite.Store); ok {
 		b.inbox = s.Inbox()
+		b.batch = s
 	} else {
 		lite, err := sqlite.Open(ctx, cfg.SQLitePath())
 		if err != nil {

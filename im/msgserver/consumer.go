@@ -25,6 +25,14 @@ type History interface {
 	Append(ctx context.Context, msgs []wire.Msg) error
 }
 
+// BatchStore writes the inbox entries and the history of a batch together
+// (one transaction of the embedded store: one commit instead of two). It must
+// write to the same places as the Inbox and History it replaces for Save and
+// Append (sqlite.Store satisfies it when both are its own).
+type BatchStore interface {
+	SaveBatch(ctx context.Context, entries []storage.InboxEntry, history []wire.Msg) error
+}
+
 // RecvSeqs allocates receiver seqs (im/seq's Allocator satisfies it): one
 // seq per listed user, in order.
 type RecvSeqs interface {
@@ -49,6 +57,9 @@ type ConsumerConfig struct {
 	Group   string // consumer group, default "chat" (the original kafka.group)
 	Inbox   Inbox
 	History History
+	// Batch, when set, replaces Inbox.Save + History.Append of a batch by one
+	// call (optional).
+	Batch   BatchStore
 	Seqs    RecvSeqs
 	Members GroupMembers
 	Pusher  Pushes
@@ -116,6 +127,16 @@ func (c *Consumer) Handle(ctx context.Context, recs []bus.Record) error {
 
 // flush writes what the batch accumulated so far.
 func (c *Consumer) flush(ctx context.Context, b *batch) error {
+	if c.cfg.Batch != nil {
+		if len(b.entries) == 0 && len(b.history) == 0 {
+			return nil
+		}
+		if err := c.cfg.Batch.SaveBatch(ctx, b.entries, b.history); err != nil {
+			return fmt.Errorf("msgserver: save inbox and history: %w", err)
+		}
+		b.entries, b.history = b.entries[:0], b.history[:0]
+		return nil
+	}
 	if len(b.entries) > 0 {
 		if err := c.cfg.Inbox.Save(ctx, b.entries); err != nil {
 			return fmt.Errorf("msgserver: save inbox: %w", err)

@@ -593,3 +593,68 @@ func (nopHistory) Append(context.Context, []wire.Msg) error { return nil }
 type nopPusher struct{}
 
 func (*nopPusher) Push(context.Context, []msgserver.Delivery) {}
+
+// batchStore writes through to the rig's inbox and history in one call.
+type batchStore struct {
+	r     *rig
+	calls int
+	fail  error
+}
+
+func (b *batchStore) SaveBatch(ctx context.Context, es []storage.InboxEntry, h []wire.Msg) error {
+	b.calls++
+	if b.fail != nil {
+		return b.fail
+	}
+	if len(es) > 0 {
+		if err := b.r.inbox.Save(ctx, es); err != nil {
+			return err
+		}
+	}
+	return b.r.history.Append(ctx, h)
+}
+
+func TestConsumerBatchStore(t *testing.T) {
+	tests := []struct {
+		name      string
+		fail      error
+		wantCalls int
+		wantErr   bool
+		wantPush  int
+		wantInbox int
+		wantHist  int
+	}{
+		{"one call stores inbox and history", nil, 1, false, 2 * 3, 3, 3},
+		{"a failure is returned and nothing is pushed", errors.New("disk full"), 1, true, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			bs := &batchStore{r: r, fail: tt.fail}
+			var err error
+			r.cons, err = msgserver.NewConsumer(msgserver.ConsumerConfig{Bus: r.bus, Inbox: r.inbox, History: r.history,
+				Batch: bs, Seqs: r.seqs, Members: r.members, Pusher: r.pushes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				r.send(t, chat("a", "b", fmt.Sprint(i)))
+			}
+			if err := r.consume(t, false); (err != nil) != tt.wantErr {
+				t.Fatalf("consume error %v, want error %v", err, tt.wantErr)
+			}
+			if bs.calls != tt.wantCalls {
+				t.Errorf("%d SaveBatch calls, want %d", bs.calls, tt.wantCalls)
+			}
+			if n := len(r.pushes.take()); n != tt.wantPush {
+				t.Errorf("%d deliveries, want %d", n, tt.wantPush)
+			}
+			if n := len(r.inbox.All()); n != tt.wantInbox {
+				t.Errorf("%d inbox entries, want %d", n, tt.wantInbox)
+			}
+			if n := len(r.history.All()); n != tt.wantHist {
+				t.Errorf("%d history rows, want %d", n, tt.wantHist)
+			}
+		})
+	}
+}

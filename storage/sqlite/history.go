@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/sandcat-im/sandcat/im/wire"
@@ -16,16 +15,15 @@ var _ storage.History = (*History)(nil)
 // History is the store's storage.History on the table `messages` (not
 // partitioned: retention deletes rows).
 type History struct {
-	db *sql.DB
+	db   *sql.DB
+	bulk *bulkStmts
 }
 
 // History returns the message history kept in this store.
-func (s *Store) History() *History { return &History{db: s.db} }
+func (s *Store) History() *History { return &History{db: s.db, bulk: s.bulk} }
 
-// historyAppendChunk is how many rows one INSERT of Append carries (9 parameters each).
-const historyAppendChunk = 500
-
-// Append implements storage.History: one transaction, 500 rows per INSERT.
+// Append implements storage.History: one transaction, prepared INSERTs of
+// up to 256 rows.
 func (h *History) Append(ctx context.Context, msgs []wire.Msg) error {
 	if len(msgs) == 0 {
 		return nil
@@ -35,30 +33,8 @@ func (h *History) Append(ctx context.Context, msgs []wire.Msg) error {
 		return fmt.Errorf("sqlite: history append: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	for len(msgs) > 0 {
-		n := min(len(msgs), historyAppendChunk)
-		var q strings.Builder
-		q.WriteString(`INSERT INTO messages (send_id, receiver_id, local_id, server_id, send_time, msg_type,
-			content_type, content, platform) VALUES `)
-		args := make([]any, 0, 9*n)
-		for i := range n {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteString("(?,?,?,?,?,?,?,?,?)")
-			m := &msgs[i]
-			content := m.Content
-			if content == nil {
-				content = []byte{}
-			}
-			args = append(args, m.SendID, m.ReceiverID, m.LocalID, m.ServerID, m.SendTime, int32(m.MsgType),
-				m.ContentType, content, m.Platform)
-		}
-		q.WriteString(` ON CONFLICT DO NOTHING`)
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("sqlite: history append: %w", err)
-		}
-		msgs = msgs[n:]
+	if err := h.bulk.insertHistory(ctx, tx, msgs); err != nil {
+		return fmt.Errorf("sqlite: history append: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: history append: %w", err)

@@ -14,19 +14,18 @@ var _ storage.Inbox = (*Inbox)(nil)
 
 // Inbox is the store's storage.Inbox on the table `inbox`.
 type Inbox struct {
-	db *sql.DB
+	db   *sql.DB
+	bulk *bulkStmts
 }
 
 // Inbox returns the offline inbox kept in this store.
-func (s *Store) Inbox() *Inbox { return &Inbox{db: s.db} }
+func (s *Store) Inbox() *Inbox { return &Inbox{db: s.db, bulk: s.bulk} }
 
 const (
 	// inboxColumns are the stored columns, in the order of inboxArgs and scanInbox.
 	inboxColumns = `server_id, receiver_id, send_id, local_id, group_id, create_time, send_time, seq, send_seq,
 		msg_type, content_type, content, is_read, platform, avatar, nickname, related_msg_id`
 	inboxColumnCount = 17
-	// inboxSaveChunk is how many rows one INSERT carries (17 parameters each).
-	inboxSaveChunk = 500
 	// inboxListChunk is how many seqs one IN (...) list carries.
 	inboxListChunk = 900
 	// inboxCleanBatch is how many rows one DELETE of Clean removes, so that the
@@ -71,40 +70,22 @@ func inboxMarks(n int) string {
 	return strings.Repeat("?,", n-1) + "?"
 }
 
-// Save implements storage.Inbox: one transaction, 500 rows per INSERT.
+// Save implements storage.Inbox: one transaction, prepared INSERTs of up to
+// 256 rows.
 func (s *Inbox) Save(ctx context.Context, entries []storage.InboxEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	for i := range entries {
-		if entries[i].ServerID == "" {
-			return fmt.Errorf("sqlite: inbox save: entry %d has no server_id", i)
-		}
+	if err := checkServerIDs(entries); err != nil {
+		return fmt.Errorf("sqlite: inbox save: %w", err)
 	}
-	row := "(" + inboxMarks(inboxColumnCount) + ")"
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: inbox save: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	for len(entries) > 0 {
-		n := min(len(entries), inboxSaveChunk)
-		var q strings.Builder
-		q.Grow(100 + n*(len(row)+1))
-		q.WriteString(`INSERT INTO inbox (` + inboxColumns + `) VALUES `)
-		args := make([]any, 0, n*inboxColumnCount)
-		for i := range n {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteString(row)
-			args = inboxArgs(args, &entries[i].Msg)
-		}
-		q.WriteString(` ON CONFLICT (server_id, receiver_id) DO NOTHING`)
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("sqlite: inbox save: %w", err)
-		}
-		entries = entries[n:]
+	if err := s.bulk.insertInbox(ctx, tx, entries); err != nil {
+		return fmt.Errorf("sqlite: inbox save: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: inbox save: %w", err)

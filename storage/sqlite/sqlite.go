@@ -16,7 +16,8 @@ import (
 
 // Store holds the SQLite database. Its methods implement the storage interfaces.
 type Store struct {
-	db *sql.DB
+	db   *sql.DB
+	bulk *bulkStmts // prepared multi-row INSERTs of the inbox and the history
 }
 
 // Open opens (creating if needed) the database file at path and applies the
@@ -30,7 +31,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	dsn := "file:" + path + "?_txlock=immediate" +
 		"&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
-		"&_pragma=foreign_keys(1)"
+		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -42,6 +43,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if s.bulk, err = prepareBulk(ctx, db); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -49,7 +54,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.bulk.close()
+	return s.db.Close()
+}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
