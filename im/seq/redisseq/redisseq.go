@@ -135,7 +135,9 @@ func (a *Allocator) Step() int64 { return a.step }
 // consecutive seqs). ARGV: empty, or two per position, ceiling and low. A
 // ceiling > 0 is a block (low, ceiling] just reserved durably for that
 // counter: a missing counter is created with cur_seq = low and max_seq =
-// ceiling, an existing one gets max_seq = ceiling if that is higher.
+// ceiling; an existing one gets max_seq = ceiling if that is higher, and
+// cur_seq = low if that is higher (never handing out seqs of a block that
+// another caller reserved and may still apply).
 //
 // Returns one integer per position: the seq taken (> 0), 0 when the counter
 // is missing, -(cur_seq + 1) when its block is full. Numbers are written from
@@ -158,7 +160,15 @@ for i = 1, #KEYS do
       end
       mx = ceil
     elseif ceil > mx then
-      redis.call('HSET', k, 'max_seq', ARGV[2*i-1])
+      -- Extend to our block, and start at its low: the seqs between cur and
+      -- low belong to a block another caller reserved, which it may still
+      -- apply (e.g. after a wipe) and hand out itself.
+      if cur < low then
+        redis.call('HSET', k, 'cur_seq', ARGV[2*i], 'max_seq', ARGV[2*i-1])
+        cur = low
+      else
+        redis.call('HSET', k, 'max_seq', ARGV[2*i-1])
+      end
       mx = ceil
     end
   end
