@@ -32,11 +32,9 @@ type conn struct {
 	once sync.Once
 }
 
-func newConn(g *Gateway, ws *websocket.Conn, user string, platform int32) *conn {
+func newConn(g *Gateway, user string, platform int32) *conn {
 	return &conn{
 		g:        g,
-		ws:       ws,
-		nc:       ws.NetConn(),
 		user:     user,
 		platform: platform,
 		wake:     make(chan struct{}, 1),
@@ -93,11 +91,31 @@ func (c *conn) closeWith(code int, reason string) {
 	c.signal()
 }
 
+// attach gives the registered connection its socket once the handshake
+// completed; false if it was killed meanwhile (the socket is then closed).
+func (c *conn) attach(ws *websocket.Conn) bool {
+	c.mu.Lock()
+	c.ws, c.nc = ws, ws.NetConn()
+	c.mu.Unlock()
+	select {
+	case <-c.done:
+		_ = c.nc.Close()
+		return false
+	default:
+		return true
+	}
+}
+
 // kill ends the connection now: both goroutines exit.
 func (c *conn) kill() {
 	c.once.Do(func() {
 		close(c.done)
-		_ = c.nc.Close()
+		c.mu.Lock()
+		nc := c.nc
+		c.mu.Unlock()
+		if nc != nil {
+			_ = nc.Close()
+		}
 	})
 }
 

@@ -180,11 +180,28 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tokenUser, verr := g.cfg.Verifier.Verify(r.Context(), token)
+	var c *conn
+	if verr == nil && tokenUser == user {
+		// Registered before the handshake completes: once the client sees
+		// the 101 it may act (send a request whose notice is pushed at
+		// once), and that push must find this connection. Frames queue
+		// until the writer starts.
+		c = newConn(g, user, platform)
+		g.stats.connections.Add(1)
+		if old := g.reg.add(c); old != nil {
+			g.stats.knockedOff.Add(1)
+			old.closeWith(CloseKnockOff, knockOffReason)
+		}
+	}
 	ws, err := g.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		if c != nil {
+			g.reg.remove(c)
+			g.stats.connections.Add(-1)
+		}
 		return // the upgrader answered the HTTP error
 	}
-	if verr != nil || tokenUser != user {
+	if c == nil {
 		g.stats.rejected.Add(1)
 		g.log.Info("gateway: connection refused", "user", user, "token_user", tokenUser, "err", verr)
 		nc := ws.NetConn()
@@ -193,13 +210,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = nc.Close()
 		return
 	}
-	c := newConn(g, ws, user, platform)
-	g.stats.connections.Add(1)
-	g.stats.accepted.Add(1)
-	if old := g.reg.add(c); old != nil {
-		g.stats.knockedOff.Add(1)
-		old.closeWith(CloseKnockOff, knockOffReason)
+	if !c.attach(ws) { // ended (e.g. knocked off) before the handshake completed
+		g.reg.remove(c)
+		g.stats.connections.Add(-1)
+		return
 	}
+	g.stats.accepted.Add(1)
 	g.routeAdded(c)
 	if g.closed.Load() { // Close ran while we registered
 		c.closeWith(CloseGoingAway, "server shutting down")
