@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandcat-im/sandcat/im/wire"
 	"github.com/sandcat-im/sandcat/storage"
+	"github.com/sandcat-im/sandcat/storage/blob"
 )
 
 // Config is the Matrix side of the bridge (the `appservice` config section).
@@ -28,6 +29,9 @@ type Config struct {
 	UserPrefix    string // localpart prefix of Sandcat puppets
 	AliasPrefix   string // alias localpart prefix of portals
 	SeqStep       int64  // seq ceiling step given to CreateUser for Matrix users
+	// MaxFileSize bounds a file or avatar copied between the blob store and
+	// the homeserver's media repository; 0 = 50 MiB (the /file limit).
+	MaxFileSize int64
 	// HTTPClient calls the homeserver; nil = a client with a 60 s timeout.
 	HTTPClient *http.Client
 }
@@ -53,6 +57,7 @@ type Groups interface {
 	GroupMemberRole(ctx context.Context, groupID, userID string) (int32, error)
 	AddGroupMembers(ctx context.Context, groupID string, userIDs []string) ([]string, error)
 	ExitGroup(ctx context.Context, groupID, userID string) error
+	UpdateGroup(ctx context.Context, u storage.GroupUpdate) (wire.GroupInfo, bool, error)
 }
 
 // Sender puts a message into the Sandcat pipeline (msgserver.NoticeSender:
@@ -75,7 +80,10 @@ type Options struct {
 	Groups  Groups
 	Sender  Sender
 	Members MemberCache // may be nil
-	Log     *slog.Logger
+	// Blobs is the store behind /file: media and avatars are copied between
+	// it and the homeserver's media repository.
+	Blobs blob.Store
+	Log   *slog.Logger
 }
 
 // Bridge is the Sandcat ⇄ Matrix bridge logic.
@@ -86,6 +94,7 @@ type Bridge struct {
 	groups  Groups
 	sender  Sender
 	members MemberCache
+	blobs   blob.Store
 	log     *slog.Logger
 	bot     *mautrix.Client
 	botID   id.UserID
@@ -110,8 +119,11 @@ func New(o Options) (*Bridge, error) {
 		return nil, errors.New("matrix: homeserver_url, homeserver_name and as_token are required")
 	case c.BotLocalpart == "" || c.UserPrefix == "" || c.AliasPrefix == "":
 		return nil, errors.New("matrix: sender_localpart, user_prefix and alias_prefix are required")
-	case o.Store == nil || o.Users == nil || o.Groups == nil || o.Sender == nil:
-		return nil, errors.New("matrix: store, users, groups and sender are required")
+	case o.Store == nil || o.Users == nil || o.Groups == nil || o.Sender == nil || o.Blobs == nil:
+		return nil, errors.New("matrix: store, users, groups, sender and blobs are required")
+	}
+	if c.MaxFileSize <= 0 {
+		c.MaxFileSize = 50 << 20
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
@@ -121,7 +133,7 @@ func New(o Options) (*Bridge, error) {
 		log = slog.Default()
 	}
 	b := &Bridge{
-		cfg: c, store: o.Store, users: o.Users, groups: o.Groups, sender: o.Sender, members: o.Members,
+		cfg: c, store: o.Store, users: o.Users, groups: o.Groups, sender: o.Sender, members: o.Members, blobs: o.Blobs,
 		log:     log.With("component", "matrix"),
 		botID:   id.NewUserID(c.BotLocalpart, c.ServerName),
 		clients: make(map[id.UserID]*mautrix.Client),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sandcat-im/sandcat/im/wire"
 	"github.com/sandcat-im/sandcat/storage"
+	"github.com/sandcat-im/sandcat/storage/blob/local"
 )
 
 // nopDeps satisfy New's non-nil checks; the naming tests never call them.
@@ -31,15 +32,22 @@ func (nopDeps) GroupMemberIDs(context.Context, string) ([]string, error)        
 func (nopDeps) GroupMemberRole(context.Context, string, string) (int32, error)      { return 0, nil }
 func (nopDeps) AddGroupMembers(context.Context, string, []string) ([]string, error) { return nil, nil }
 func (nopDeps) ExitGroup(context.Context, string, string) error                     { return nil }
-func (nopDeps) Send(context.Context, *wire.Msg, []string) error                     { return nil }
+func (nopDeps) UpdateGroup(context.Context, storage.GroupUpdate) (wire.GroupInfo, bool, error) {
+	return wire.GroupInfo{}, false, storage.ErrNotFound
+}
+func (nopDeps) Send(context.Context, *wire.Msg, []string) error { return nil }
 
 func newTestBridge(t *testing.T) *Bridge {
 	t.Helper()
 	d := nopDeps{}
+	blobs, err := local.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := New(Options{
 		Config: Config{HomeserverURL: "http://127.0.0.1:1", ServerName: "example.org", ASToken: "as",
 			BotLocalpart: "sandcatbot", UserPrefix: "_sandcat_", AliasPrefix: "_sandcat_"},
-		Store: d, Users: d, Groups: d, Sender: d,
+		Store: d, Users: d, Groups: d, Sender: d, Blobs: blobs,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,11 @@ func (b *Bridge) handleEvent(ctx context.Context, evt *event.Event) error {
 	}
 	portal, err := b.store.PortalByRoom(ctx, evt.RoomID.String())
 	if errors.Is(err, storage.ErrNotFound) {
+		// Not a portal: an invitation (of a puppet into a DM, of the bot
+		// into a management room or a room to plumb) or a command.
+		if handled, err := b.commandEvent(ctx, nil, evt); handled || err != nil {
+			return err
+		}
 		return b.maybeDMInvite(ctx, evt)
 	}
 	if err != nil {
@@ -48,18 +53,30 @@ func (b *Bridge) handleEvent(ctx context.Context, evt *event.Event) error {
 		}
 		return nil
 	}
+	if handled, err := b.commandEvent(ctx, portal, evt); handled || err != nil {
+		return err
+	}
 	switch evt.Type {
 	case event.StateMember:
 		mc := evt.Content.AsMember()
 		target := id.UserID(evt.GetStateKey())
 		switch {
 		case b.ours(target):
+			return b.puppetMembership(ctx, portal, evt)
 		case mc.Membership == event.MembershipJoin && target == evt.Sender:
-			_, err := b.matrixMember(ctx, portal, evt.Sender, mc.Displayname)
-			return err
+			if _, err := b.matrixMember(ctx, portal, evt.Sender, mc.Displayname); err != nil {
+				return err
+			}
+			return b.matrixAvatar(ctx, evt.Sender, mc.AvatarURL)
 		case mc.Membership == event.MembershipLeave || mc.Membership == event.MembershipBan:
 			return b.matrixLeft(ctx, portal, target)
 		}
+	case event.StateRoomName, event.StateTopic:
+		return b.roomProfileFromMatrix(ctx, portal, evt)
+	case event.StateRoomAvatar:
+		return b.roomAvatarFromMatrix(ctx, portal, evt)
+	case event.EventRedaction:
+		return b.redactionFromMatrix(ctx, portal, evt)
 	case event.EventMessage:
 		return b.fromMatrix(ctx, portal, evt)
 	}
@@ -247,23 +264,22 @@ func (b *Bridge) fromMatrixDM(ctx context.Context, portal *storage.Portal, sandc
 // of uid and puts it into the pipeline, mapping the event to its server_id.
 func (b *Bridge) sendFromMatrix(ctx context.Context, portal *storage.Portal, uid string, evt *event.Event, m *wire.Msg) error {
 	mc := evt.Content.AsMessage()
-	switch mc.MsgType {
-	case event.MsgText, event.MsgNotice, event.MsgEmote:
-	default:
-		b.notice(ctx, portal, fmt.Sprintf("A %s message cannot be bridged to Sandcat yet.", mc.MsgType))
-		return nil
-	}
 	mc.RemoveReplyFallback()
-	body := mc.Body
-	if mc.MsgType == event.MsgEmote {
-		body = "* " + body
+	ct, content, err := b.contentFromMatrix(ctx, mc)
+	if err != nil {
+		if ctx.Err() != nil || !permanent(err) {
+			return err
+		}
+		b.log.Warn("Matrix message not bridged to Sandcat", "event_id", evt.ID, "room_id", evt.RoomID, "err", err)
+		b.notice(ctx, portal, "This message could not be bridged to Sandcat: "+userReason(err))
+		return nil
 	}
 	u, err := b.users.GetUser(ctx, uid)
 	if err != nil {
 		return err
 	}
 	m.SendID, m.LocalID, m.CreateTime = uid, evt.ID.String(), evt.Timestamp
-	m.ContentType, m.Content, m.Nickname, m.Avatar = wire.ContentText, []byte(body), u.Name, u.Avatar
+	m.ContentType, m.Content, m.Nickname, m.Avatar = ct, content, u.Name, u.Avatar
 	if reply := mc.RelatesTo.GetReplyTo(); reply != "" {
 		if rel, err := b.store.MessageByEventID(ctx, reply.String()); err == nil {
 			sid := rel.ServerID

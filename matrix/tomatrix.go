@@ -127,7 +127,10 @@ func (b *Bridge) toMatrix(ctx context.Context, m *wire.Msg) error {
 	if err != nil {
 		return err
 	}
-	content := b.content(ctx, m)
+	content, err := b.contentToMatrix(ctx, m)
+	if err != nil {
+		return err
+	}
 	resp, err := cli.SendMessageEvent(ctx, room, event.EventMessage, content,
 		mautrix.ReqSendEvent{Timestamp: m.SendTime, TransactionID: TxnPrefix + m.ServerID})
 	if err != nil {
@@ -141,21 +144,13 @@ func (b *Bridge) toMatrix(ctx context.Context, m *wire.Msg) error {
 	return nil
 }
 
-// content is the Matrix content of a Sandcat message: text as m.text (with
-// the reply relation when the related message is bridged); other content
-// types as an m.notice saying what could not be bridged.
-func (b *Bridge) content(ctx context.Context, m *wire.Msg) *event.MessageEventContent {
-	c := &event.MessageEventContent{MsgType: event.MsgText, Body: string(m.Content)}
-	if m.ContentType != wire.ContentText {
-		c = &event.MessageEventContent{MsgType: event.MsgNotice,
-			Body: fmt.Sprintf("(a message of content type %d that the bridge cannot show on Matrix yet)", m.ContentType)}
-	}
+// replyTo sets the reply relation of c when m relates to a bridged message.
+func (b *Bridge) replyTo(ctx context.Context, m *wire.Msg, c *event.MessageEventContent) {
 	if m.RelatedMsgID != nil && *m.RelatedMsgID != "" {
 		if rel, err := b.store.MessageByServerID(ctx, *m.RelatedMsgID); err == nil {
 			c.RelatesTo = (&event.RelatesTo{}).SetReplyTo(id.EventID(rel.EventID))
 		}
 	}
-	return c
 }
 
 // syncRoomProfile sets the portal's name and topic to the group's (as the

@@ -53,7 +53,7 @@ func (a *App) startBridge(ctx context.Context, cfg *config.Config, b *backends, 
 			BotLocalpart: ac.SenderLocalpart, UserPrefix: ac.UserPrefix, AliasPrefix: ac.AliasPrefix,
 			SeqStep: cfg.SeqStep(),
 		},
-		Store: store, Users: b.rel, Groups: b.rel, Sender: producer.Notices(), Members: b.members, Log: log,
+		Store: store, Users: b.rel, Groups: b.rel, Sender: producer.Notices(), Members: b.members, Blobs: b.blobs, Log: log,
 	})
 	if err != nil {
 		return err
