@@ -107,14 +107,21 @@ type batch struct {
 func (c *Consumer) Handle(ctx context.Context, recs []bus.Record) error {
 	var b batch
 	for i := range recs {
-		m, to, origin, err := DecodeEnvelopeFrom(recs[i].Value)
+		e, err := DecodeRecord(recs[i].Value)
 		if err != nil {
 			// It can never succeed: retrying would block the log forever.
 			c.log.ErrorContext(ctx, "msgserver: undecodable bus record dropped",
 				"offset", recs[i].Offset, "key", recs[i].Key, "err", err)
 			continue
 		}
-		if err := c.process(ctx, &b, &m, to, origin, recs[i].Redelivered); err != nil {
+		if e.Keyed {
+			// A copy may be stored already, maybe earlier in this batch.
+			if err := c.flush(ctx, &b); err != nil {
+				return err
+			}
+		}
+		m := &e.Msg
+		if err := c.process(ctx, &b, m, e.To, e.Origin, recs[i].Redelivered || e.Keyed); err != nil {
 			return fmt.Errorf("msgserver: record %d (%s %s): %w", recs[i].Offset, m.MsgType, m.ServerID, err)
 		}
 	}
@@ -152,7 +159,9 @@ func (c *Consumer) flush(ctx context.Context, b *batch) error {
 	return nil
 }
 
-func (c *Consumer) process(ctx context.Context, b *batch, m *wire.Msg, to []string, origin Origin, redelivered bool) error {
+// process handles one record. maybeStored: the record may have been
+// handled before (redelivered by the bus, or keyed by its sender).
+func (c *Consumer) process(ctx context.Context, b *batch, m *wire.Msg, to []string, origin Origin, maybeStored bool) error {
 	cl := Classify(m.MsgType)
 	switch {
 	case !cl.Valid:
@@ -187,7 +196,7 @@ func (c *Consumer) process(ctx context.Context, b *batch, m *wire.Msg, to []stri
 
 	// Idempotency first: a record seen before may already be stored; then it
 	// is pushed again from its stored copies and gets no new seqs.
-	if redelivered && cl.Inbox {
+	if maybeStored && cl.Inbox {
 		stored, err := c.cfg.Inbox.Find(ctx, m.ServerID)
 		if err != nil {
 			return fmt.Errorf("find stored copies: %w", err)

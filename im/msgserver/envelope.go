@@ -10,11 +10,29 @@ import (
 // Envelope versions. Version 1: the bincode Msg, then the bincode
 // Vec<String> of explicit recipients; its origin is FromConnection (what
 // every record meant before origins were recorded). Version 2: one origin
-// byte, then the same as version 1.
+// byte, then the same as version 1. Version 3: one origin byte, one flags
+// byte (flagKeyed), then the same as version 1; written only when a flag is
+// set, so records without flags stay readable by older binaries.
 const (
 	envelopeV1 = 1
 	envelopeV2 = 2
+	envelopeV3 = 3
 )
+
+// flagKeyed marks a message whose server_id was derived from an idempotency
+// key (Producer.SendKeyed): the same message may have been published before.
+const flagKeyed = 1
+
+// Envelope is a decoded bus record.
+type Envelope struct {
+	Msg    wire.Msg
+	To     []string // explicit recipients (nil: the group's members)
+	Origin Origin
+	// Keyed: the server_id was derived from an idempotency key, so a copy of
+	// this message may already be stored (a sender retrying after a crash):
+	// the consumer checks before storing it again.
+	Keyed bool
+}
 
 // Origin is where a message entered the pipeline. It decides who gets the
 // copy for the sender's own devices (the echo).
@@ -37,7 +55,15 @@ var ErrEnvelope = errors.New("msgserver: bad envelope")
 // AppendEnvelope appends the bus record of m, its explicit recipients and
 // its origin to dst.
 func AppendEnvelope(dst []byte, m *wire.Msg, to []string, origin Origin) []byte {
-	dst = append(dst, envelopeV2, byte(origin))
+	return appendEnvelope(dst, m, to, origin, 0)
+}
+
+func appendEnvelope(dst []byte, m *wire.Msg, to []string, origin Origin, flags byte) []byte {
+	if flags == 0 {
+		dst = append(dst, envelopeV2, byte(origin))
+	} else {
+		dst = append(dst, envelopeV3, byte(origin), flags)
+	}
 	dst = wire.AppendMsg(dst, m)
 	return wire.AppendStrings(dst, to)
 }
@@ -51,11 +77,15 @@ func EncodeEnvelope(m *wire.Msg, to []string) []byte {
 // EncodeEnvelopeFrom returns the bus record of m, its explicit recipients
 // and its origin.
 func EncodeEnvelopeFrom(m *wire.Msg, to []string, origin Origin) []byte {
-	n := 2 + m.BincodeSize() + 8
+	return encodeEnvelope(m, to, origin, 0)
+}
+
+func encodeEnvelope(m *wire.Msg, to []string, origin Origin, flags byte) []byte {
+	n := 3 + m.BincodeSize() + 8
 	for _, s := range to {
 		n += 8 + len(s)
 	}
-	return AppendEnvelope(make([]byte, 0, n), m, to, origin)
+	return appendEnvelope(make([]byte, 0, n), m, to, origin, flags)
 }
 
 // DecodeEnvelope decodes a bus record made by EncodeEnvelope; see
@@ -65,33 +95,48 @@ func DecodeEnvelope(b []byte) (wire.Msg, []string, error) {
 	return m, to, err
 }
 
-// DecodeEnvelopeFrom decodes a bus record of either version, with its
+// DecodeEnvelopeFrom decodes a bus record of any version, with its
 // origin. The result does not alias b.
 func DecodeEnvelopeFrom(b []byte) (wire.Msg, []string, Origin, error) {
-	origin := FromConnection
+	e, err := DecodeRecord(b)
+	return e.Msg, e.To, e.Origin, err
+}
+
+// DecodeRecord decodes a bus record of any version. The result does not
+// alias b.
+func DecodeRecord(b []byte) (Envelope, error) {
+	var e Envelope
 	switch {
 	case len(b) >= 1 && b[0] == envelopeV1:
 		b = b[1:]
 	case len(b) >= 2 && b[0] == envelopeV2:
-		origin = Origin(b[1])
-		if origin != FromConnection && origin != FromServer {
-			return wire.Msg{}, nil, 0, fmt.Errorf("%w: unknown origin %d", ErrEnvelope, b[1])
-		}
+		e.Origin = Origin(b[1])
 		b = b[2:]
+	case len(b) >= 3 && b[0] == envelopeV3:
+		e.Origin = Origin(b[1])
+		if b[2]&^flagKeyed != 0 {
+			return Envelope{}, fmt.Errorf("%w: unknown flags %#x", ErrEnvelope, b[2])
+		}
+		e.Keyed = b[2]&flagKeyed != 0
+		b = b[3:]
 	default:
-		return wire.Msg{}, nil, 0, fmt.Errorf("%w: unknown version", ErrEnvelope)
+		return Envelope{}, fmt.Errorf("%w: unknown version", ErrEnvelope)
+	}
+	if e.Origin != FromConnection && e.Origin != FromServer {
+		return Envelope{}, fmt.Errorf("%w: unknown origin %d", ErrEnvelope, e.Origin)
 	}
 	m, err := wire.DecodeMsg(b)
 	if err != nil {
-		return wire.Msg{}, nil, 0, fmt.Errorf("%w: %w", ErrEnvelope, err)
+		return Envelope{}, fmt.Errorf("%w: %w", ErrEnvelope, err)
 	}
 	rest := b[m.BincodeSize():]
 	to, err := wire.DecodeStrings(rest)
 	if err != nil {
-		return wire.Msg{}, nil, 0, fmt.Errorf("%w: recipients: %w", ErrEnvelope, err)
+		return Envelope{}, fmt.Errorf("%w: recipients: %w", ErrEnvelope, err)
 	}
 	if len(to) == 0 {
 		to = nil
 	}
-	return m, to, origin, nil
+	e.Msg, e.To = m, to
+	return e, nil
 }

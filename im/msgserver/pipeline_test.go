@@ -658,3 +658,86 @@ func TestConsumerBatchStore(t *testing.T) {
 		})
 	}
 }
+
+// A sender retrying with the same idempotency key (after a crash that left
+// it unsure whether its first send was durable) gets the message stored
+// once: the retry keeps the server_id and is pushed again with the first
+// seqs, whether it lands in a later batch or in the same one.
+func TestProducerSendKeyedStoresOnce(t *testing.T) {
+	for _, sameBatch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("same batch %v", sameBatch), func(t *testing.T) {
+			r := newRig(t)
+			r.groups.Set("g", "a", "b", "c")
+			ctx := context.Background()
+			send := func(m *wire.Msg, key string) string {
+				if err := r.prod.SendKeyed(ctx, m, nil, msgserver.FromServer, key); err != nil {
+					t.Fatal(err)
+				}
+				return m.ServerID
+			}
+			id1 := send(groupChat("a", "g", "from Matrix"), "matrix:$e1")
+			if !sameBatch {
+				if err := r.consume(t, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id2 := send(groupChat("a", "g", "from Matrix"), "matrix:$e1")
+			other := send(groupChat("a", "g", "another"), "matrix:$e2")
+			if id1 != id2 || id1 == other || id1 == "" {
+				t.Fatalf("server_ids %q, %q (same key), %q (other key)", id1, id2, other)
+			}
+			if err := r.consume(t, false); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(r.inbox.All()); n != 2*3 {
+				t.Fatalf("%d inbox entries, want 6 (two messages, each a sender copy and two members)", n)
+			}
+			if r.seqs.Recv("b") != 2 || r.seqs.Recv("c") != 2 {
+				t.Fatalf("recv seqs b=%d c=%d, want 2 each (no seq for the retry)", r.seqs.Recv("b"), r.seqs.Recv("c"))
+			}
+			var toB []int64
+			for _, d := range r.pushes.take() {
+				if d.UserID == "b" {
+					toB = append(toB, d.Msg.Seq)
+				}
+			}
+			if fmt.Sprint(toB) != "[1 1 2]" {
+				t.Fatalf("b was pushed seqs %v, want [1 1 2] (the retry again with its first seq)", toB)
+			}
+		})
+	}
+	if err := newRig(t).prod.SendKeyed(context.Background(), chat("a", "b", "x"), nil, msgserver.FromServer, ""); !errors.Is(err, msgserver.ErrInvalidMsg) {
+		t.Fatalf("empty key: %v, want ErrInvalidMsg", err)
+	}
+}
+
+func TestKeyedEnvelope(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if err := r.prod.SendKeyed(ctx, chat("a", "b", "keyed"), nil, msgserver.FromServer, "k"); err != nil {
+		t.Fatal(err)
+	}
+	r.send(t, chat("a", "b", "plain"))
+	tests := []struct {
+		rec    []byte
+		keyed  bool
+		origin msgserver.Origin
+	}{
+		{r.bus.recs[0].Value, true, msgserver.FromServer},
+		{r.bus.recs[1].Value, false, msgserver.FromConnection},
+	}
+	for i, tc := range tests {
+		e, err := msgserver.DecodeRecord(tc.rec)
+		if err != nil || e.Keyed != tc.keyed || e.Origin != tc.origin {
+			t.Fatalf("record %d: %+v, %v; want keyed %v origin %d", i, e, err, tc.keyed, tc.origin)
+		}
+	}
+	if tests[1].rec[0] != 2 {
+		t.Fatalf("an unkeyed record is version %d, want 2 (readable by older binaries)", tests[1].rec[0])
+	}
+	bad := slices.Clone(tests[0].rec)
+	bad[2] |= 0x80
+	if _, err := msgserver.DecodeRecord(bad); !errors.Is(err, msgserver.ErrEnvelope) {
+		t.Fatalf("unknown flag: %v, want ErrEnvelope", err)
+	}
+}

@@ -51,6 +51,23 @@ func (p *Producer) Send(ctx context.Context, m *wire.Msg, to []string) error {
 // a group type (e.g. members just removed from the group, who are no longer
 // in the store); it is ignored for single types.
 func (p *Producer) SendFrom(ctx context.Context, m *wire.Msg, to []string, origin Origin) error {
+	return p.send(ctx, m, to, origin, "")
+}
+
+// SendKeyed is SendFrom for a message with an idempotency key (e.g. the
+// Matrix event a bridged message comes from): its server_id is derived from
+// the key (ids.FromKey), and the consumer stores it only if no copy of that
+// server_id is stored yet. A sender that retries after a crash (not knowing
+// whether its first Send was durable) sends again with the same key: the
+// message is stored once, and pushed again with its first seqs.
+func (p *Producer) SendKeyed(ctx context.Context, m *wire.Msg, to []string, origin Origin, key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty idempotency key", ErrInvalidMsg)
+	}
+	return p.send(ctx, m, to, origin, key)
+}
+
+func (p *Producer) send(ctx context.Context, m *wire.Msg, to []string, origin Origin, key string) error {
 	c := Classify(m.MsgType)
 	if !c.Valid {
 		return fmt.Errorf("%w: msg_type %d", ErrInvalidMsg, m.MsgType)
@@ -61,7 +78,12 @@ func (p *Producer) SendFrom(ctx context.Context, m *wire.Msg, to []string, origi
 	if c.DeleteInbox && m.ServerID == "" {
 		return fmt.Errorf("%w: %s without server_id", ErrInvalidMsg, m.MsgType)
 	}
-	if c.NewServerID {
+	var flags byte
+	switch {
+	case c.NewServerID && key != "":
+		m.ServerID = ids.FromKey(key)
+		flags = flagKeyed
+	case c.NewServerID:
 		m.ServerID = ids.New()
 	}
 	m.SendTime = p.now().UnixMilli()
@@ -77,7 +99,7 @@ func (p *Producer) SendFrom(ctx context.Context, m *wire.Msg, to []string, origi
 	if !c.Group {
 		to = nil
 	}
-	if err := p.pub.Publish(ctx, ConversationKey(m), EncodeEnvelopeFrom(m, to, origin)); err != nil {
+	if err := p.pub.Publish(ctx, ConversationKey(m), encodeEnvelope(m, to, origin, flags)); err != nil {
 		return fmt.Errorf("msgserver: publish: %w", err)
 	}
 	return nil
@@ -93,6 +115,11 @@ type NoticeSender struct{ p *Producer }
 // Send is Producer.SendFrom(ctx, m, to, FromServer).
 func (s NoticeSender) Send(ctx context.Context, m *wire.Msg, to []string) error {
 	return s.p.SendFrom(ctx, m, to, FromServer)
+}
+
+// SendKeyed is Producer.SendKeyed(ctx, m, to, FromServer, key).
+func (s NoticeSender) SendKeyed(ctx context.Context, m *wire.Msg, to []string, key string) error {
+	return s.p.SendKeyed(ctx, m, to, FromServer, key)
 }
 
 // Sender adapts the Producer to a one-argument Sender contract
