@@ -61,9 +61,13 @@ type Groups interface {
 }
 
 // Sender puts a message into the Sandcat pipeline (msgserver.NoticeSender:
-// server_id, send_time and seqs assigned, durable on return).
+// server_id, send_time and seqs assigned, durable on return). SendKeyed
+// derives the server_id from an idempotency key (a Matrix event id), and
+// the pipeline stores a message of that server_id once: a retry after a
+// crash between the send and the bridge's own bookkeeping duplicates nothing.
 type Sender interface {
 	Send(ctx context.Context, m *wire.Msg, to []string) error
+	SendKeyed(ctx context.Context, m *wire.Msg, to []string, key string) error
 }
 
 // MemberCache is the group-member cache to invalidate when the bridge adds
@@ -100,6 +104,7 @@ type Bridge struct {
 	botID   id.UserID
 
 	portalMu sync.Mutex // serialises portal creation
+	media    mediaCache // uploads by object name (media.go)
 
 	mu      sync.Mutex
 	clients map[id.UserID]*mautrix.Client
@@ -234,6 +239,17 @@ func (b *Bridge) ours(mxid id.UserID) bool {
 // Start registers the bot on the homeserver (Synapse already creates it; a
 // homeserver that does not is served here).
 func (b *Bridge) Start(ctx context.Context) error {
+	// The as_token names the appservice's bot: a homeserver that knows it
+	// under another id was given a registration for another server name.
+	who, err := b.bot.Whoami(ctx)
+	switch {
+	case err == nil && who.UserID != b.botID:
+		return fmt.Errorf("matrix: the homeserver knows the bridge bot as %s, the config says %s: "+
+			"homeserver_name or sender_localpart is wrong (regenerate the registration with the homeserver's server_name)",
+			who.UserID, b.botID)
+	case err != nil && misconfigured(err):
+		return fmt.Errorf("matrix: the homeserver refuses the as_token (is the registration loaded, with the same as_token?): %w", err)
+	}
 	if err := b.register(ctx, b.cfg.BotLocalpart); err != nil {
 		return fmt.Errorf("matrix: register the bridge bot %s: %w", b.botID, err)
 	}
@@ -253,7 +269,8 @@ func (b *Bridge) register(ctx context.Context, localpart string) error {
 }
 
 // ensurePuppet registers (once) the puppet of a Sandcat user and keeps its
-// display name equal to the user's name. It returns the puppet's id.
+// display name equal to the user's name and its avatar to the user's avatar
+// (puppetAvatar). It returns the puppet's id.
 func (b *Bridge) ensurePuppet(ctx context.Context, userID string) (id.UserID, error) {
 	u, err := b.users.GetUser(ctx, userID)
 	if err != nil {
@@ -270,7 +287,7 @@ func (b *Bridge) ensurePuppet(ctx context.Context, userID string) (id.UserID, er
 	if p.FromMatrix {
 		return id.UserID(p.MXID), nil
 	}
-	if p.Registered && p.Name == u.Name {
+	if p.Registered && p.Name == u.Name && p.Avatar == u.Avatar {
 		return mxid, nil
 	}
 	if !p.Registered {
@@ -289,6 +306,11 @@ func (b *Bridge) ensurePuppet(ctx context.Context, userID string) (id.UserID, er
 			return "", fmt.Errorf("matrix: display name of %s: %w", mxid, err)
 		}
 		p.Name = u.Name
+	}
+	if p.Avatar != u.Avatar {
+		if err := b.puppetAvatar(ctx, mxid, p, u.Avatar); err != nil {
+			return "", err
+		}
 	}
 	if err := b.store.PutPuppet(ctx, p); err != nil {
 		return "", fmt.Errorf("matrix: store puppet %s: %w", mxid, err)
@@ -373,6 +395,12 @@ func (b *Bridge) EnsurePortal(ctx context.Context, groupID string) (*storage.Por
 		return nil, fmt.Errorf("matrix: store the portal of group %s: %w", groupID, err)
 	}
 	b.log.Info("portal created", "group_id", groupID, "room_id", room, "alias", alias)
+	b.setBridgeState(ctx, p, g.Name)
+	b.portalAvatar(ctx, p, g.Avatar)
+	if err := b.joinMembers(ctx, p); err != nil {
+		// Members not joined now join when they first speak.
+		b.log.Warn("member puppets not joined to the new portal", "group_id", groupID, "err", err)
+	}
 	return p, nil
 }
 
@@ -402,7 +430,8 @@ var ErrBadMXID = errors.New("matrix: not a Matrix user id of another user")
 func isAlreadyInRoom(err error) bool {
 	var he mautrix.HTTPError
 	return errors.As(err, &he) && he.RespError != nil && he.RespError.ErrCode == mautrix.MForbidden.ErrCode &&
-		strings.Contains(he.RespError.Err, "already in the room")
+		(strings.Contains(he.RespError.Err, "already in the room") || // Synapse
+			strings.Contains(he.RespError.Err, "already joined to room")) // Dendrite
 }
 
 // permanent tells an error that retries cannot cure: a 4xx answer of the
@@ -410,15 +439,28 @@ func isAlreadyInRoom(err error) bool {
 // exists. The message or event is skipped rather than retried, so one bad
 // item never stalls the bridge.
 func permanent(err error) bool {
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, errNotBridgeable) {
 		return true
 	}
 	var he mautrix.HTTPError
 	if !errors.As(err, &he) || he.Response == nil {
 		return false
 	}
+	if misconfigured(err) {
+		return false
+	}
 	s := he.Response.StatusCode
 	return s >= 400 && s < 500 && s != http.StatusTooManyRequests
+}
+
+// misconfigured tells a homeserver refusal that says the bridge itself is
+// misconfigured (a wrong as_token, a registration the homeserver has not
+// loaded, a namespace of another server name): no message is to blame, so
+// it is retried (and logged as an error) until the configuration is fixed,
+// never skipped.
+func misconfigured(err error) bool {
+	return errors.Is(err, mautrix.MUnknownToken) || errors.Is(err, mautrix.MMissingToken) ||
+		errors.Is(err, mautrix.MExclusive)
 }
 
 // matrixUserID is the Sandcat user id of a Matrix user: derived from its

@@ -35,7 +35,8 @@ func (nopDeps) ExitGroup(context.Context, string, string) error                 
 func (nopDeps) UpdateGroup(context.Context, storage.GroupUpdate) (wire.GroupInfo, bool, error) {
 	return wire.GroupInfo{}, false, storage.ErrNotFound
 }
-func (nopDeps) Send(context.Context, *wire.Msg, []string) error { return nil }
+func (nopDeps) Send(context.Context, *wire.Msg, []string) error              { return nil }
+func (nopDeps) SendKeyed(context.Context, *wire.Msg, []string, string) error { return nil }
 
 func newTestBridge(t *testing.T) *Bridge {
 	t.Helper()

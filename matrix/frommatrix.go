@@ -48,8 +48,11 @@ func (b *Bridge) handleEvent(ctx context.Context, evt *event.Event) error {
 		return err
 	}
 	if sc, mx, ok := parseDMKey(portal.GroupID); ok {
-		if evt.Type == event.EventMessage {
+		switch evt.Type {
+		case event.EventMessage:
 			return b.fromMatrixDM(ctx, portal, sc, mx, evt)
+		case event.EventRedaction:
+			return b.redactionFromMatrix(ctx, portal, evt)
 		}
 		return nil
 	}
@@ -204,7 +207,9 @@ func (b *Bridge) matrixUser(ctx context.Context, mxid id.UserID, name string) (s
 	if _, err := b.users.GetUser(ctx, uid); errors.Is(err, storage.ErrNotFound) {
 		// No password: a Matrix user cannot log into Sandcat. Its account is
 		// its Matrix id, which clients show.
-		u := &storage.User{ID: uid, Name: name, Account: mxid.String(), Signature: "Matrix user " + mxid.String()}
+		// Its avatar is a default one until the Matrix avatar is copied.
+		u := &storage.User{ID: uid, Name: name, Account: mxid.String(), Signature: "Matrix user " + mxid.String(),
+			Avatar: defaultAvatar}
 		if err := b.users.CreateUser(ctx, u, b.cfg.SeqStep); err != nil {
 			return "", fmt.Errorf("matrix: create the Sandcat user of %s: %w", mxid, err)
 		}
@@ -215,6 +220,9 @@ func (b *Bridge) matrixUser(ctx context.Context, mxid id.UserID, name string) (s
 	if err != nil {
 		return "", fmt.Errorf("matrix: store the puppet of %s: %w", mxid, err)
 	}
+	// A first message may come before any member event: copy its avatar
+	// now (best effort; a later member event retries).
+	b.syncMatrixAvatar(ctx, mxid)
 	return uid, nil
 }
 
@@ -228,7 +236,7 @@ func (b *Bridge) fromMatrix(ctx context.Context, portal *storage.Portal, evt *ev
 	}
 	mc := evt.Content.AsMessage()
 	if mc.RelatesTo != nil && mc.RelatesTo.GetReplaceID() != "" {
-		return nil // edits are not bridged (the wire has no edit)
+		return b.editFromMatrix(ctx, portal, evt) // edits.go
 	}
 	uid, err := b.matrixMember(ctx, portal, evt.Sender, "")
 	if err != nil {
@@ -254,7 +262,7 @@ func (b *Bridge) fromMatrixDM(ctx context.Context, portal *storage.Portal, sandc
 		return err
 	}
 	if evt.Content.AsMessage().RelatesTo.GetReplaceID() != "" {
-		return nil
+		return b.editFromMatrixDM(ctx, portal, sandcatUser, matrixUser, evt) // edits.go
 	}
 	m := &wire.Msg{ReceiverID: sandcatUser, MsgType: wire.MsgTypeSingleMsg}
 	return b.sendFromMatrix(ctx, portal, matrixUser, evt, m)
@@ -286,7 +294,7 @@ func (b *Bridge) sendFromMatrix(ctx context.Context, portal *storage.Portal, uid
 			m.RelatedMsgID = &sid
 		}
 	}
-	if err := b.sender.Send(ctx, m, nil); err != nil {
+	if err := b.sender.SendKeyed(ctx, m, nil, eventKey(evt.ID)); err != nil {
 		return fmt.Errorf("matrix: put %s into the pipeline: %w", evt.ID, err)
 	}
 	err = b.store.AddMessage(ctx, &storage.BridgedMessage{ServerID: m.ServerID, EventID: evt.ID.String(), RoomID: portal.RoomID})
@@ -385,3 +393,11 @@ func (b *Bridge) QueryAlias(ctx context.Context, alias id.RoomAlias) (bool, erro
 	}
 	return p.Alias == alias.String(), nil
 }
+
+// defaultAvatar is the avatar of a new Matrix user in Sandcat (one of the
+// default avatars every blob store holds) until its Matrix avatar is copied.
+const defaultAvatar = "avatar1.png"
+
+// eventKey is the idempotency key of the Sandcat message made from a Matrix
+// event: the same event always becomes the same server_id.
+func eventKey(evt id.EventID) string { return "matrix:" + evt.String() }

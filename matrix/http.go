@@ -1,10 +1,13 @@
 package matrix
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gorilla/mux"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sandcat-im/sandcat/im/httpx"
@@ -33,6 +36,19 @@ type InviteRequest struct {
 //	POST /matrix/group/{group_id}/invite   InviteRequest -> 200 PortalResponse
 //	    bridges the group when not yet and invites the Matrix user into the
 //	    portal; once it joins, it is a member of the group.
+//	POST /matrix/group/{group_id}/plumb    PlumbRequest -> 200 PortalResponse (alias "")
+//	    plumbs an existing Matrix room into the group: the bridge bot joins
+//	    it (it must have been invited, or the room must be public), the
+//	    link is stored, the room's m.bridge state is set when the bot has
+//	    the power, and a notice tells the room. 409 Conflict when the group
+//	    already has a room or the room is already bridged; 403 Forbidden
+//	    when the bot cannot join (not invited, banned); 404 NotFound when
+//	    the room or alias is unknown to the homeserver.
+//	DELETE /matrix/group/{group_id}/bridge -> 200 PortalResponse (the link removed)
+//	    unbridges the group: a notice in the room, its m.bridge state
+//	    emptied, the link forgotten. The puppets and the bot leave a
+//	    plumbed room; a room the bridge created stays as it is. 404 when the
+//	    group is not bridged.
 //
 // Errors use the wire's shape: 401 UnAuthorized, 403 Forbidden (not owner
 // or admin), 404 NotFound (no such group), 400 BadRequest (not a Matrix user
@@ -43,6 +59,8 @@ func (b *Bridge) Register(r *mux.Router, requireUser func(http.Handler) http.Han
 	}
 	r.Handle("/matrix/group/{group_id}/bridge", h(b.bridgeRoute)).Methods(http.MethodPost)
 	r.Handle("/matrix/group/{group_id}/invite", h(b.inviteRoute)).Methods(http.MethodPost)
+	r.Handle("/matrix/group/{group_id}/plumb", h(b.plumbRoute)).Methods(http.MethodPost)
+	r.Handle("/matrix/group/{group_id}/bridge", h(b.unbridgeRoute)).Methods(http.MethodDelete)
 }
 
 // admin checks that the caller owns or administers the group of the route.
@@ -93,7 +111,70 @@ func (b *Bridge) inviteRoute(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// PlumbRequest is the body of POST /matrix/group/{group_id}/plumb.
+type PlumbRequest struct {
+	Room string `json:"room"` // the room to plumb: !roomid:server or #alias:server
+}
+
+func (b *Bridge) plumbRoute(w http.ResponseWriter, r *http.Request) error {
+	gid, err := b.admin(r)
+	if err != nil {
+		return err
+	}
+	var req PlumbRequest
+	if err := httpx.DecodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if !roomArg(req.Room) {
+		return httpx.Bad("%q is not a Matrix room id (!id:server) or alias (#alias:server)", req.Room)
+	}
+	p, err := b.Plumb(r.Context(), gid, req.Room)
+	switch {
+	case errors.Is(err, ErrAlreadyBridged):
+		return httpx.Errorf(http.StatusConflict, httpx.KindConflict, "group %q or room %q is already bridged", gid, req.Room)
+	case errors.Is(err, ErrCannotJoin) && errors.Is(err, mautrix.MNotFound):
+		return httpx.Errorf(http.StatusNotFound, httpx.KindNotFound, "the homeserver does not know the room %q", req.Room)
+	case errors.Is(err, ErrCannotJoin):
+		return httpx.Forbidden("the bridge bot cannot join the room %q: invite it first (or make the room public)", req.Room)
+	case errors.Is(err, storage.ErrNotFound):
+		return httpx.NotFound()
+	case err != nil:
+		return b.homeserverError(err)
+	}
+	httpx.WriteJSON(w, PortalResponse{GroupID: p.GroupID, RoomID: p.RoomID, Alias: p.Alias})
+	return nil
+}
+
+func (b *Bridge) unbridgeRoute(w http.ResponseWriter, r *http.Request) error {
+	gid, err := b.admin(r)
+	if err != nil {
+		return err
+	}
+	p, err := b.store.GetPortal(r.Context(), gid)
+	if errors.Is(err, storage.ErrNotFound) {
+		return httpx.Errorf(http.StatusNotFound, httpx.KindNotFound, "group %q is not bridged", gid)
+	}
+	if err != nil {
+		return httpx.Internal(httpx.KindDbError, err)
+	}
+	if err := b.unbridge(r.Context(), p, fmt.Sprintf("This room is no longer bridged to the Sandcat group %s.", gid)); err != nil {
+		return httpx.Internal(httpx.KindDbError, err)
+	}
+	httpx.WriteJSON(w, PortalResponse{GroupID: p.GroupID, RoomID: p.RoomID, Alias: p.Alias})
+	return nil
+}
+
 func (b *Bridge) homeserverError(err error) error {
 	d := "the Matrix homeserver failed"
+	var he mautrix.HTTPError
+	if errors.As(err, &he) && he.RespError != nil {
+		// The homeserver's own words (its errcode and message) tell the
+		// operator what to fix; they carry no Sandcat internals.
+		d += ": " + he.RespError.ErrCode + " " + he.RespError.Err
+	} else if errors.As(err, &he) && he.Response != nil {
+		d += fmt.Sprintf(": HTTP %d", he.Response.StatusCode)
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		d += ": no answer in time"
+	}
 	return &httpx.Error{Status: http.StatusBadGateway, Kind: httpx.KindInternalServer, Details: &d, Err: err}
 }

@@ -22,26 +22,28 @@ import (
 const TxnPrefix = "sandcat-"
 
 // HandleRecords is the bus handler of the bridge's consumer group: it sends
-// the group messages of bridged groups into their portals, in bus order.
-// Messages already bridged (redelivery), from Matrix users (echo) or of
-// groups without a portal are skipped. An error (homeserver unreachable)
-// makes the bus deliver the batch again; a message the homeserver refuses
-// for good is logged and skipped.
+// the group messages of bridged groups into their portals. Records of the
+// same room (a group's portal, a DM) are sent one after another in bus
+// order; different rooms of a batch are sent at the same time (up to
+// maxParallelRooms), and HandleRecords returns once all are done. Records
+// of a type not tied to one room wait for every earlier record and hold
+// back every later one. Messages already bridged (redelivery), from Matrix
+// users (echo) or of groups without a portal are skipped. An error
+// (homeserver unreachable) stops its room and makes the bus deliver the
+// batch again (the messages bridged meanwhile are then skipped); a message
+// the homeserver refuses for good is logged and skipped.
 func (b *Bridge) HandleRecords(ctx context.Context, recs []bus.Record) error {
+	msgs := make([]*wire.Msg, 0, len(recs))
 	for _, r := range recs {
 		m, _, _, err := msgserver.DecodeEnvelopeFrom(r.Value)
 		if err != nil {
 			b.log.Warn("bus record not decoded: skipped", "offset", r.Offset, "err", err)
 			continue
 		}
-		if err := b.toMatrix(ctx, &m); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if permanent(err) {
-				b.log.Warn("message not bridged to Matrix", "server_id", m.ServerID, "group_id", m.GroupID, "err", err)
-				continue
-			}
+		msgs = append(msgs, &m)
+	}
+	for _, rooms := range splitByRoom(msgs) {
+		if err := forEachRoom(ctx, rooms, maxParallelRooms, b.bridgeOne); err != nil {
 			return err
 		}
 	}
@@ -55,7 +57,7 @@ func (b *Bridge) toMatrix(ctx context.Context, m *wire.Msg) error {
 	var portal *storage.Portal
 	switch m.MsgType {
 	case wire.MsgTypeGroupMsg, wire.MsgTypeGroupUpdate, wire.MsgTypeGroupMemberExit, wire.MsgTypeGroupRemoveMember,
-		wire.MsgTypeGroupDismiss:
+		wire.MsgTypeGroupDismiss, wire.MsgTypeGroupInvitation, wire.MsgTypeGroupInviteNew:
 		gid := m.GroupID
 		if gid == "" {
 			gid = m.ReceiverID
@@ -97,6 +99,8 @@ func (b *Bridge) toMatrix(ctx context.Context, m *wire.Msg) error {
 	switch m.MsgType {
 	case wire.MsgTypeGroupUpdate:
 		return b.syncRoomProfile(ctx, portal, m)
+	case wire.MsgTypeGroupInvitation, wire.MsgTypeGroupInviteNew:
+		return b.membersToMatrix(ctx, portal, m) // roomstate.go
 	case wire.MsgTypeGroupMemberExit:
 		b.leave(ctx, portal, m.SendID, "")
 		return nil
@@ -131,8 +135,16 @@ func (b *Bridge) toMatrix(ctx context.Context, m *wire.Msg) error {
 	if err != nil {
 		return err
 	}
-	resp, err := cli.SendMessageEvent(ctx, room, event.EventMessage, content,
-		mautrix.ReqSendEvent{Timestamp: m.SendTime, TransactionID: TxnPrefix + m.ServerID})
+	req := mautrix.ReqSendEvent{Timestamp: m.SendTime, TransactionID: TxnPrefix + m.ServerID}
+	resp, err := cli.SendMessageEvent(ctx, room, event.EventMessage, content, req)
+	if errors.Is(err, mautrix.MForbidden) {
+		// Kicked on Matrix before the bridge saw the kick: join again (the
+		// bot invites) and send once more, with the same transaction id.
+		b.forgetJoined(room, puppet)
+		if cli, err = b.ensureJoined(ctx, room, puppet); err == nil {
+			resp, err = cli.SendMessageEvent(ctx, room, event.EventMessage, content, req)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("matrix: send %s to %s: %w", m.ServerID, room, err)
 	}
@@ -178,7 +190,7 @@ func (b *Bridge) syncRoomProfile(ctx context.Context, portal *storage.Portal, m 
 			return fmt.Errorf("matrix: topic of %s: %w", room, err)
 		}
 	}
-	return nil
+	return b.roomAvatarToMatrix(ctx, portal, g.Avatar, m.SendTime)
 }
 
 // leave takes a Sandcat user out of a portal: its puppet leaves, or, for a
@@ -257,13 +269,19 @@ func (b *Bridge) ensureDM(ctx context.Context, userID string, to *storage.Puppet
 	return p, nil
 }
 
-// unbridge tells the portal why, as the bot, and forgets it: the room stays
-// on Matrix, with no link to Sandcat any more.
+// unbridge tells the portal why, as the bot, empties its m.bridge state
+// and forgets it: the room stays on Matrix, with no link to Sandcat any
+// more. A plumbed room is left by the puppets and the bot; a room the
+// bridge created keeps them (the bot stays its admin).
 func (b *Bridge) unbridge(ctx context.Context, portal *storage.Portal, why string) error {
 	b.notice(ctx, portal, why)
+	b.clearBridgeState(ctx, portal)
 	if err := b.store.DeletePortal(ctx, portal.GroupID); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("matrix: unbridge group %s: %w", portal.GroupID, err)
 	}
-	b.log.Info("portal unbridged", "group_id", portal.GroupID, "room_id", portal.RoomID)
+	b.log.Info("portal unbridged", "group_id", portal.GroupID, "room_id", portal.RoomID, "plumbed", portal.Plumbed)
+	if portal.Plumbed {
+		b.leavePlumbed(ctx, portal)
+	}
 	return nil
 }

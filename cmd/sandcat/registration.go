@@ -18,7 +18,7 @@ import (
 func writeRegistration(args []string, stdout, stderr io.Writer) int {
 	usage := func() {
 		fmt.Fprintf(stderr, "usage: sandcat appservice registration [-o registration.yaml] [-url http://host:port] "+
-			"[-server-name example.org] [-homeserver-url http://host:8008] [-force]\n")
+			"-server-name <homeserver server_name> [-homeserver-url http://host:8008] [-force]\n")
 	}
 	if len(args) == 0 || args[0] != "registration" {
 		usage()
@@ -31,7 +31,7 @@ func writeRegistration(args []string, stdout, stderr io.Writer) int {
 	force := set.Bool("force", false, "overwrite the file if it exists")
 	var o appservice.RegistrationOptions
 	set.StringVar(&o.URL, "url", "http://127.0.0.1:29400", "URL at which the homeserver reaches the bridge")
-	set.StringVar(&o.ServerName, "server-name", "example.org", "server name of the homeserver (the part after ':' in user ids)")
+	set.StringVar(&o.ServerName, "server-name", "", "server name of the homeserver, its server_name (the part after ':' in user ids); required")
 	hsURL := set.String("homeserver-url", "http://127.0.0.1:8008", "client-server API URL of the homeserver (config only)")
 	set.StringVar(&o.ID, "id", "sandcat", "registration id")
 	set.StringVar(&o.SenderLocalpart, "sender-localpart", "sandcatbot", "localpart of the bridge bot")
@@ -45,6 +45,12 @@ func writeRegistration(args []string, stdout, stderr io.Writer) int {
 	}
 	if set.NArg() > 0 {
 		fmt.Fprintf(stderr, "sandcat appservice registration: unexpected argument %q\n", set.Arg(0))
+		usage()
+		return 2
+	}
+	if o.ServerName == "" {
+		fmt.Fprintln(stderr, "sandcat appservice registration: -server-name is required: the homeserver's server_name "+
+			"(the part after ':' in its user ids, e.g. example.org); the namespaces are made for it")
 		usage()
 		return 2
 	}

@@ -131,19 +131,19 @@ func TestRegistrationWritesFileAndConfig(t *testing.T) {
 func TestRegistrationNeverOverwritesWithoutForce(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "registration.yaml")
-	first := runRegistration("registration", "-o", file)
+	first := runRegistration("registration", "-o", file, "-server-name", "example.org")
 	if first.code != 0 {
 		t.Fatalf("exit %d: %s", first.code, first.stderr)
 	}
 	before, _ := os.ReadFile(file)
-	again := runRegistration("registration", "-o", file)
+	again := runRegistration("registration", "-o", file, "-server-name", "example.org")
 	if again.code == 0 || !strings.Contains(again.stderr, "-force") || again.stdout != "" {
 		t.Fatalf("second run without -force: exit %d, stdout %q, stderr %q", again.code, again.stdout, again.stderr)
 	}
 	if after, _ := os.ReadFile(file); !bytes.Equal(before, after) {
 		t.Fatal("the existing file changed")
 	}
-	forced := runRegistration("registration", "-o", file, "-force")
+	forced := runRegistration("registration", "-o", file, "-server-name", "example.org", "-force")
 	if forced.code != 0 {
 		t.Fatalf("-force: exit %d: %s", forced.code, forced.stderr)
 	}
@@ -153,7 +153,7 @@ func TestRegistrationNeverOverwritesWithoutForce(t *testing.T) {
 	}
 	// Tokens are fresh on every run.
 	other := filepath.Join(dir, "other.yaml")
-	r := runRegistration("registration", "-o", other, "-url", "http://sandcat-bridge:29400")
+	r := runRegistration("registration", "-o", other, "-server-name", "example.org", "-url", "http://sandcat-bridge:29400")
 	if r.code != 0 {
 		t.Fatal(r.stderr)
 	}
@@ -185,9 +185,10 @@ func TestRegistrationBadArguments(t *testing.T) {
 		{"unknown subcommand", []string{"register"}},
 		{"unknown flag", []string{"registration", "-nope"}},
 		{"stray argument", []string{"registration", "extra"}},
-		{"bad url", []string{"registration", "-url", "29400"}},
+		{"bad url", []string{"registration", "-server-name", "example.org", "-url", "29400"}},
 		{"bad server name", []string{"registration", "-server-name", "a b"}},
-		{"upper-case prefix", []string{"registration", "-user-prefix", "Sandcat_"}},
+		{"no server name", []string{"registration", "-url", "http://127.0.0.1:29400"}},
+		{"upper-case prefix", []string{"registration", "-server-name", "example.org", "-user-prefix", "Sandcat_"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real servers that Sandcat's tests start (im/testsvc) into a cache
 # folder: ferretdb, kfake and consul from this module (versions pinned in
-# go.mod/go.sum) and minio (version pinned below).
+# go.mod/go.sum), minio and the Matrix homeserver Dendrite (dendrite and
+# dendrite-generate-config; versions pinned below).
 #
 #   cmd/testservers/build.sh [DIR]
 #
@@ -18,6 +19,8 @@ out="${1:-${SANDCAT_TESTBIN:-$HOME/.cache/sandcat-testbin}}"
 # github.com/minio/minio is not tagged as a Go module: this is the module
 # proxy's @latest of 2026-02-12.
 minio_version="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+# The second homeserver of the Matrix bridge tests (im/testsvc.RunDendrite).
+dendrite_version="${DENDRITE_VERSION:-v0.13.8}"
 
 go="${GO:-go}"
 export GOFLAGS="-mod=mod -buildvcs=false"
@@ -74,10 +77,21 @@ build_minio() {
   (cd "$tmp" && GOBIN="$tmp" "$go" install -trimpath -ldflags='-s -w' "github.com/minio/minio@$minio_version")
 }
 
+# build_dendrite NAME CMD: go install of Dendrite's cmd/CMD (its own module
+# and go.sum, like minio), installed as NAME. CGO_ENABLED=0 gives it the pure
+# Go SQLite driver (modernc.org/sqlite).
+build_dendrite() {
+  (cd "$tmp" && GOBIN="$tmp" "$go" install -trimpath -ldflags='-s -w' "github.com/matrix-org/dendrite/cmd/$2@$dendrite_version") || return
+  if [ "$1" != "$2" ]; then mv "$tmp/$2" "$tmp/$1"; fi
+}
+
 for name in ferretdb kfake consul; do
   build "$name" "$(cd "$here" && hash_of "$name" go.mod go.sum "$name"/*.go)" build_local "$name"
 done
 build minio "$(hash_of "minio $minio_version")" build_minio
+build dendrite "$(hash_of "dendrite $dendrite_version")" build_dendrite dendrite dendrite
+build dendrite-generate-config "$(hash_of "dendrite-generate-config $dendrite_version")" \
+  build_dendrite dendrite-generate-config generate-config
 
 if [ ${#built[@]} -eq 0 ]; then
   echo "testservers: nothing to build in $out ($((SECONDS - total_start))s)"

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -14,6 +16,7 @@ import (
 	"github.com/sandcat-im/sandcat/im/config"
 	"github.com/sandcat-im/sandcat/im/httpx"
 	"github.com/sandcat-im/sandcat/im/msgserver"
+	"github.com/sandcat-im/sandcat/im/observe"
 	"github.com/sandcat-im/sandcat/matrix"
 	"github.com/sandcat-im/sandcat/storage"
 	"github.com/sandcat-im/sandcat/storage/postgres"
@@ -73,6 +76,12 @@ func (a *App) startBridge(ctx context.Context, cfg *config.Config, b *backends, 
 		return err
 	}
 	r := mux.NewRouter()
+	r.Use(a.metrics.Middleware)
+	// An appservice process alone has no other listener: health and
+	// metrics are here too.
+	r.HandleFunc("/health", observe.Health).Methods(http.MethodGet)
+	r.Handle("/ready", observe.Ready(b.checks, 3*time.Second)).Methods(http.MethodGet)
+	r.Handle("/metrics", a.metrics.Handler()).Methods(http.MethodGet)
 	br.Register(r, httpx.RequireUser(tokens, log))
 	r.NotFoundHandler = srv // /_matrix/app/v1/... and the legacy paths
 	ln, err := net.Listen("tcp", ac.Listen)
@@ -81,18 +90,12 @@ func (a *App) startBridge(ctx context.Context, cfg *config.Config, b *backends, 
 	}
 	a.serve(ln, r)
 
-	pctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	if err := br.Start(pctx); err != nil {
-		log.Error("the bridge bot is not registered on the homeserver", "err", err)
-	}
-	if d, err := srv.Ping(pctx); errors.Is(err, appservice.ErrPingUnsupported) {
-		log.Warn("the homeserver has no appservice ping: tokens and urls unchecked", "err", err)
-	} else if err != nil {
-		log.Error("the homeserver and the bridge cannot talk", "err", err)
-	} else {
-		log.Info("homeserver pinged", "round_trip", d, "homeserver", ac.HomeserverURL)
-	}
+	// Check the link with the homeserver in the background, until it works:
+	// a homeserver that starts after Sandcat, or a configuration fixed on
+	// its side, is picked up without a restart.
+	a.goBackground(ctx, "homeserver check", func(ctx context.Context) error {
+		return checkHomeserver(ctx, br, srv, ac.HomeserverURL, log)
+	})
 
 	group := bridgeGroup
 	if cfg.Kafka != nil {
@@ -101,5 +104,44 @@ func (a *App) startBridge(ctx context.Context, cfg *config.Config, b *backends, 
 	a.goBackground(ctx, "matrix bridge", func(ctx context.Context) error {
 		return b.bus.Consume(ctx, group, br.HandleRecords)
 	})
+	return nil
+}
+
+// checkHomeserver registers the bridge bot and pings the homeserver (which
+// also makes it resend the transactions it holds for us), retrying with
+// backoff until both work. Failures are logged with the probable
+// misconfiguration; the bridge keeps running meanwhile.
+func checkHomeserver(ctx context.Context, br *matrix.Bridge, srv *appservice.Server, hsURL string, log *slog.Logger) error {
+	backoff := 2 * time.Second
+	for {
+		err := tryHomeserver(ctx, br, srv, hsURL, log)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		log.Error("the bridge and the homeserver cannot talk; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Minute)
+	}
+}
+
+func tryHomeserver(ctx context.Context, br *matrix.Bridge, srv *appservice.Server, hsURL string, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := br.Start(ctx); err != nil {
+		return err
+	}
+	d, err := srv.Ping(ctx)
+	switch {
+	case errors.Is(err, appservice.ErrPingUnsupported):
+		log.Warn("the homeserver has no appservice ping: the homeserver→bridge direction is unchecked", "err", err)
+		return nil
+	case err != nil:
+		return err
+	}
+	log.Info("homeserver pinged", "round_trip", d, "homeserver", hsURL)
 	return nil
 }

@@ -29,10 +29,12 @@ import (
 	"github.com/sandcat-im/sandcat/matrix"
 )
 
-// bridgeEnv is Synapse plus Sandcat with the bridge.
+// bridgeEnv is a homeserver (Synapse, or Dendrite: startBridgeEnvOn) plus
+// Sandcat with the bridge.
 type bridgeEnv struct {
 	*server
-	syn     *testsvc.Synapse
+	syn     *testsvc.Synapse // nil on Dendrite
+	hs      *homeserver      // Synapse or Dendrite
 	cfg     *config.Config
 	capture *captureHandler
 	listen  string // the appservice listener (bridge routes)
@@ -41,7 +43,45 @@ type bridgeEnv struct {
 	asToken string // what the bridge presents to the homeserver
 }
 
+// homeserver is the Matrix homeserver of a bridgeEnv: what the tests need
+// of a *testsvc.Synapse or a *testsvc.Dendrite (Stop, Start, Restart and
+// Dir come from the embedded testsvc.Server).
+type homeserver struct {
+	*testsvc.Server
+	Kind            string // onSynapse or onDendrite
+	URL, ServerName string
+	register        func(t testing.TB, localpart, password string) (userID, accessToken string)
+}
+
+// The homeservers a bridgeEnv can run on.
+const (
+	onSynapse  = "synapse"
+	onDendrite = "dendrite"
+)
+
+// RegisterUser registers a local user and returns its ID and an access token.
+func (h *homeserver) RegisterUser(t testing.TB, localpart, password string) (userID, accessToken string) {
+	t.Helper()
+	return h.register(t, localpart, password)
+}
+
+func synapseHomeserver(s *testsvc.Synapse) *homeserver {
+	return &homeserver{Server: s.Server, Kind: onSynapse, URL: s.URL, ServerName: s.ServerName, register: s.RegisterUser}
+}
+
+func dendriteHomeserver(d *testsvc.Dendrite) *homeserver {
+	return &homeserver{Server: d.Server, Kind: onDendrite, URL: d.URL, ServerName: d.ServerName, register: d.RegisterUser}
+}
+
+// startBridgeEnv starts Synapse and Sandcat with the bridge.
 func startBridgeEnv(t *testing.T) *bridgeEnv {
+	t.Helper()
+	return startBridgeEnvOn(t, onSynapse)
+}
+
+// startBridgeEnvOn starts the homeserver kind (onSynapse or onDendrite)
+// and Sandcat with the bridge.
+func startBridgeEnvOn(t *testing.T, kind string) *bridgeEnv {
 	t.Helper()
 	// The registration names the bridge's URL before Sandcat starts: take a
 	// free port and give it back.
@@ -67,9 +107,19 @@ func startBridgeEnv(t *testing.T) *bridgeEnv {
 	if err := os.WriteFile(regPath, regYAML, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	syn := testsvc.RunSynapse(t, testsvc.SynapseOptions{AppserviceRegistration: regPath})
+	var syn *testsvc.Synapse
+	var hs *homeserver
+	switch kind {
+	case onSynapse:
+		syn = testsvc.RunSynapse(t, testsvc.SynapseOptions{AppserviceRegistration: regPath})
+		hs = synapseHomeserver(syn)
+	case onDendrite:
+		hs = dendriteHomeserver(testsvc.RunDendrite(t, testsvc.DendriteOptions{AppserviceRegistration: regPath}))
+	default:
+		t.Fatalf("no homeserver %q", kind)
+	}
 
-	section, err := appservice.MarshalConfigSection(appservice.NewConfigSection(reg, opts, syn.URL))
+	section, err := appservice.MarshalConfigSection(appservice.NewConfigSection(reg, opts, hs.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +131,7 @@ func startBridgeEnv(t *testing.T) *bridgeEnv {
 	if cfg.Appservice == nil || cfg.Appservice.Listen != listen {
 		t.Fatalf("appservice section %+v, want listen %s", cfg.Appservice, listen)
 	}
-	e := &bridgeEnv{syn: syn, cfg: cfg, capture: newCapture(), listen: listen, prefix: opts.UserPrefix, hsToken: reg.ServerToken, asToken: reg.AppToken}
+	e := &bridgeEnv{syn: syn, hs: hs, cfg: cfg, capture: newCapture(), listen: listen, prefix: opts.UserPrefix, hsToken: reg.ServerToken, asToken: reg.AppToken}
 	e.server = &server{t: t, logs: e.capture.sink}
 	e.start("127.0.0.1:0", "127.0.0.1:0")
 	t.Cleanup(func() {
@@ -139,7 +189,7 @@ func (e *bridgeEnv) restart() {
 
 // puppet is the Matrix id of a Sandcat user's puppet.
 func (e *bridgeEnv) puppet(userID string) id.UserID {
-	return id.NewUserID(e.prefix+id.EncodeUserLocalpart(userID), e.syn.ServerName)
+	return id.NewUserID(e.prefix+id.EncodeUserLocalpart(userID), e.hs.ServerName)
 }
 
 // matrixBot is a Matrix user on mautrix-go that records the timeline
@@ -154,8 +204,14 @@ type matrixBot struct {
 
 func newMatrixBot(t *testing.T, syn *testsvc.Synapse, localpart string) *matrixBot {
 	t.Helper()
-	uid, tok := syn.RegisterUser(t, localpart, "pw-"+localpart+"-secret")
-	cli, err := mautrix.NewClient(syn.URL, id.UserID(uid), tok)
+	return newMatrixBotOn(t, synapseHomeserver(syn), localpart)
+}
+
+// newMatrixBotOn is newMatrixBot on either homeserver.
+func newMatrixBotOn(t *testing.T, hs *homeserver, localpart string) *matrixBot {
+	t.Helper()
+	uid, tok := hs.RegisterUser(t, localpart, "pw-"+localpart+"-secret")
+	cli, err := mautrix.NewClient(hs.URL, id.UserID(uid), tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +296,7 @@ func (e *bridgeEnv) bridgedGroup() *bridgedGroup {
 	gid := inv.Info.ID
 	e.quiet(aD, bD) // the invitations
 
-	bot := newMatrixBot(t, e.syn, "bot1")
+	bot := newMatrixBotOn(t, e.hs, "bot1")
 	routes := &client.HTTP{Base: "http://" + e.listen}
 	routes.Timeout = time.Minute
 	path := "/matrix/group/" + gid + "/invite"
@@ -255,7 +311,7 @@ func (e *bridgeEnv) bridgedGroup() *bridgedGroup {
 	if err := routes.WithToken(alice.Login.Token).Call(ctx, "POST", path, body, &portal); err != nil {
 		t.Fatalf("invite by the owner: %v", err)
 	}
-	wantAlias := id.NewRoomAlias("_sandcat_"+id.EncodeUserLocalpart(gid), e.syn.ServerName)
+	wantAlias := id.NewRoomAlias("_sandcat_"+id.EncodeUserLocalpart(gid), e.hs.ServerName)
 	if portal.GroupID != gid || portal.RoomID == "" || portal.Alias != wantAlias.String() {
 		t.Fatalf("portal %+v, want alias %s", portal, wantAlias)
 	}
@@ -295,10 +351,12 @@ func deref(s *string) string {
 
 // A bridge stopped mid-conversation misses and duplicates nothing: the
 // Matrix messages sent while it is down arrive once each, in order, once it
-// is back (the homeserver resends its transactions after the bridge's
-// startup ping), and nothing bridged before is bridged again either way.
-func TestBridgeRestart(t *testing.T) {
-	e := startBridgeEnv(t)
+// is back (Synapse resends its transactions after the bridge's startup
+// ping; Dendrite, which has no ping, when its retry backoff ends), and
+// nothing bridged before is bridged again either way.
+func TestBridgeRestart(t *testing.T) { testBridgeRestart(t, startBridgeEnv(t)) }
+
+func testBridgeRestart(t *testing.T, e *bridgeEnv) {
 	ctx := ctxT(t)
 	g := e.bridgedGroup()
 	text := func(s string) *wire.Msg {

@@ -17,8 +17,9 @@ import (
 	"github.com/sandcat-im/sandcat/matrix"
 )
 
-func TestBridgeTextBothWays(t *testing.T) {
-	e := startBridgeEnv(t)
+func TestBridgeTextBothWays(t *testing.T) { testBridgeTextBothWays(t, startBridgeEnv(t)) }
+
+func testBridgeTextBothWays(t *testing.T, e *bridgeEnv) {
 	ctx := ctxT(t)
 	g := e.bridgedGroup()
 	alice, bob, aD, bD, gid, bot, room, botUID := g.alice, g.bob, g.aD, g.bD, g.gid, g.bot, g.room, g.botUID
@@ -30,7 +31,7 @@ func TestBridgeTextBothWays(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create group: %v", err)
 	}
-	alias2 := id.NewRoomAlias("_sandcat_"+id.EncodeUserLocalpart(inv2.Info.ID), e.syn.ServerName)
+	alias2 := id.NewRoomAlias("_sandcat_"+id.EncodeUserLocalpart(inv2.Info.ID), e.hs.ServerName)
 	r2, err := bot.cli.ResolveAlias(ctx, alias2)
 	if err != nil {
 		t.Fatalf("resolve %s: %v", alias2, err)
@@ -43,7 +44,7 @@ func TestBridgeTextBothWays(t *testing.T) {
 	if p2.RoomID != r2.RoomID.String() || p2.Alias != alias2.String() || p2.RoomID == room.String() {
 		t.Fatalf("bridge route %+v, alias resolved to %s", p2, r2.RoomID)
 	}
-	noGroup := id.NewRoomAlias("_sandcat_nosuchgroup", e.syn.ServerName)
+	noGroup := id.NewRoomAlias("_sandcat_nosuchgroup", e.hs.ServerName)
 	if _, err := bot.cli.ResolveAlias(ctx, noGroup); !errors.Is(err, mautrix.MNotFound) {
 		t.Fatalf("resolve %s: %v, want M_NOT_FOUND", noGroup, err)
 	}
@@ -275,7 +276,7 @@ func TestBridgeTextBothWays(t *testing.T) {
 		t.Fatalf("dismiss: %v", err)
 	}
 	// The Matrix bot left the room: read it as the bridge bot.
-	bridgeBot, err := mautrix.NewClient(e.syn.URL, id.NewUserID("sandcatbot", e.syn.ServerName), e.asToken)
+	bridgeBot, err := mautrix.NewClient(e.hs.URL, id.NewUserID("sandcatbot", e.hs.ServerName), e.asToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,8 +286,10 @@ func TestBridgeTextBothWays(t *testing.T) {
 		if err != nil {
 			t.Fatalf("room history: %v", err)
 		}
-		if len(resp.Chunk) > 0 && resp.Chunk[0].Sender == bridgeBot.UserID &&
-			strings.Contains(string(resp.Chunk[0].Content.VeryRaw), "group was dismissed") {
+		// The last message (the bridge then clears its m.bridge state).
+		i := slices.IndexFunc(resp.Chunk, func(ev *event.Event) bool { return ev.Type == event.EventMessage })
+		if i >= 0 && resp.Chunk[i].Sender == bridgeBot.UserID &&
+			strings.Contains(string(resp.Chunk[i].Content.VeryRaw), "group was dismissed") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -70,9 +70,19 @@ type Synapse struct {
 // incomplete.
 func SynapseRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := BinDir()
+	root, err := synapseRoot()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return root
+}
+
+// synapseRoot is SynapseRoot without a test: the error names the command
+// that builds the chroot.
+func synapseRoot() (string, error) {
+	dir, err := BinDir()
+	if err != nil {
+		return "", err
 	}
 	root := filepath.Join(dir, SynapseRootName)
 	_, errStamp := os.Stat(root + ".stamp")
@@ -82,10 +92,10 @@ func SynapseRoot(t testing.TB) string {
 		if r := repoRoot(); r != "" {
 			script = filepath.Join(r, script)
 		}
-		t.Fatalf("testsvc: the Synapse chroot is missing or incomplete at %s (%v).\nBuild it (as root, about two minutes and 550 MB, once per machine) with:\n\t%s %q",
+		return "", fmt.Errorf("testsvc: the Synapse chroot is missing or incomplete at %s (%v).\nBuild it (as root, about two minutes and 550 MB, once per machine) with:\n\t%s %q",
 			root, err, script, dir)
 	}
-	return root
+	return root, nil
 }
 
 // RunSynapse starts a Synapse with an empty SQLite database on a free
@@ -102,13 +112,7 @@ func RunSynapse(t testing.TB, opts SynapseOptions) *Synapse {
 	if err != nil {
 		t.Fatalf("testsvc: RunSynapse: %v", err)
 	}
-
-	parent := filepath.Join(root, synapseDataParent)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		t.Fatalf("testsvc: synapse: %v", err)
-	}
-	removeStaleSynapseData(t, parent)
-	data, err := os.MkdirTemp(parent, strconv.Itoa(os.Getpid())+".")
+	data, err := newSynapseData(root, t.Logf)
 	if err != nil {
 		t.Fatalf("testsvc: synapse: %v", err)
 	}
@@ -118,16 +122,9 @@ func RunSynapse(t testing.TB, opts SynapseOptions) *Synapse {
 			t.Logf("testsvc: removing synapse data %s: %v", data, err)
 		}
 	})
-	if err := os.Chmod(data, 0o755); err != nil {
+	s, err := newSynapse(root, chroot, data, t.TempDir(), opts)
+	if err != nil {
 		t.Fatalf("testsvc: synapse: %v", err)
-	}
-
-	s := &Synapse{
-		Server:        &Server{name: "synapse", bin: chroot, dir: t.TempDir()},
-		ServerName:    "localhost",
-		DataDir:       data,
-		DataDirInRoot: "/" + filepath.ToSlash(mustRel(t, root, data)),
-		sharedSecret:  rand.Text(),
 	}
 	t.Cleanup(func() {
 		if t.Failed() && s.proc != nil {
@@ -137,19 +134,122 @@ func RunSynapse(t testing.TB, opts SynapseOptions) *Synapse {
 			t.Logf("testsvc: stopping synapse: %v", err)
 		}
 	})
+	s.Start(t)
+	return s
+}
 
+// StartSynapse is RunSynapse outside a test (the load tool uses it): it
+// starts a Synapse with an empty SQLite database and returns once it
+// answers. stop stops it (SIGTERM, then SIGKILL) and removes its data and
+// output; call it exactly once. logf receives the few things worth noting
+// (stale data removed, a failed stop); nil drops them. The process must run
+// as root (chroot).
+func StartSynapse(ctx context.Context, opts SynapseOptions, logf func(format string, args ...any)) (s *Synapse, stop func(), err error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	root, err := synapseRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, nil, fmt.Errorf("testsvc: StartSynapse needs root to chroot into %s", root)
+	}
+	chroot, err := exec.LookPath("chroot")
+	if err != nil {
+		return nil, nil, fmt.Errorf("testsvc: StartSynapse: %w", err)
+	}
+	data, err := newSynapseData(root, logf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testsvc: synapse: %w", err)
+	}
+	out, err := os.MkdirTemp("", "sandcat-synapse-")
+	if err != nil {
+		_ = os.RemoveAll(data)
+		return nil, nil, fmt.Errorf("testsvc: synapse: %w", err)
+	}
+	cleanup := func() {
+		for _, d := range []string{data, out} {
+			if err := os.RemoveAll(d); err != nil {
+				logf("testsvc: removing %s: %v", d, err)
+			}
+		}
+	}
+	s, err = newSynapse(root, chroot, data, out, opts)
+	if err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("testsvc: synapse: %w", err)
+	}
+	if err := s.start(); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	stop = func() {
+		if err := s.stop(syscall.SIGTERM); err != nil {
+			logf("testsvc: stopping synapse: %v", err)
+		}
+		cleanup()
+	}
+	return s, stop, nil
+}
+
+// Pid is the process id of the running homeserver (the chroot execs
+// Python in place), 0 when it is not running.
+func (s *Synapse) Pid() int {
+	if s.proc == nil || s.proc.cmd == nil || s.proc.cmd.Process == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
+// newSynapseData makes a fresh data directory for one Synapse under the
+// chroot, after removing those left by dead processes.
+func newSynapseData(root string, logf func(format string, args ...any)) (string, error) {
+	parent := filepath.Join(root, synapseDataParent)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	removeStaleData(parent, logf)
+	data, err := os.MkdirTemp(parent, strconv.Itoa(os.Getpid())+".")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(data, 0o755); err != nil {
+		_ = os.RemoveAll(data)
+		return "", err
+	}
+	return data, nil
+}
+
+// newSynapse prepares (does not start) a Synapse on the data directory
+// data (under root), with its output in dir.
+func newSynapse(root, chroot, data, dir string, opts SynapseOptions) (*Synapse, error) {
+	rel, err := relUnder(root, data)
+	if err != nil {
+		return nil, err
+	}
+	s := &Synapse{
+		Server:        &Server{name: "synapse", bin: chroot, dir: dir},
+		ServerName:    "localhost",
+		DataDir:       data,
+		DataDirInRoot: "/" + filepath.ToSlash(rel),
+		sharedSecret:  rand.Text(),
+	}
 	if opts.AppserviceRegistration != "" {
 		b, err := os.ReadFile(opts.AppserviceRegistration)
 		if err != nil {
-			t.Fatalf("testsvc: synapse: appservice registration: %v", err)
+			return nil, fmt.Errorf("appservice registration: %w", err)
 		}
 		s.Registration = filepath.Join(data, "appservice.yaml")
 		if err := os.WriteFile(s.Registration, b, 0o644); err != nil {
-			t.Fatalf("testsvc: synapse: %v", err)
+			return nil, err
 		}
 	}
 	if err := os.WriteFile(filepath.Join(data, "signing.key"), []byte(newSigningKey()), 0o600); err != nil {
-		t.Fatalf("testsvc: synapse: %v", err)
+		return nil, err
 	}
 
 	config := filepath.Join(data, "homeserver.yaml")
@@ -176,8 +276,7 @@ func RunSynapse(t testing.TB, opts SynapseOptions) *Synapse {
 			return nil
 		}))
 	}
-	s.Start(t)
-	return s
+	return s, nil
 }
 
 // homeserverYAML is the homeserver config for a listener on port (JSON is
@@ -254,6 +353,13 @@ func (s *Synapse) RegisterUser(t testing.TB, localpart, password string) (userID
 	return userID, accessToken
 }
 
+// Register is RegisterUser outside a test: it registers the local user
+// localpart with password (shared-secret admin API) and returns its user
+// ID and an access token.
+func (s *Synapse) Register(ctx context.Context, localpart, password string) (userID, accessToken string, err error) {
+	return s.register(ctx, localpart, password)
+}
+
 func (s *Synapse) register(ctx context.Context, localpart, password string) (userID, accessToken string, err error) {
 	endpoint := s.URL + "/_synapse/admin/v1/register"
 	var nonce struct {
@@ -327,6 +433,11 @@ func newSigningKey() string {
 // removeStaleSynapseData removes the data directories left under parent
 // by test processes that are gone (killed before their cleanups ran).
 func removeStaleSynapseData(t testing.TB, parent string) {
+	removeStaleData(parent, t.Logf)
+}
+
+// removeStaleData is removeStaleSynapseData with a log function.
+func removeStaleData(parent string, logf func(format string, args ...any)) {
 	entries, err := os.ReadDir(parent)
 	if err != nil {
 		return
@@ -345,16 +456,25 @@ func removeStaleSynapseData(t testing.TB, parent string) {
 			continue // pid just reused? leave young ones alone
 		}
 		if err := os.RemoveAll(filepath.Join(parent, e.Name())); err != nil {
-			t.Logf("testsvc: removing stale synapse data: %v", err)
+			logf("testsvc: removing stale synapse data: %v", err)
 		}
 	}
 }
 
 func mustRel(t testing.TB, base, target string) string {
 	t.Helper()
-	rel, err := filepath.Rel(base, target)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		t.Fatalf("testsvc: %s is not under %s (%v)", target, base, err)
+	rel, err := relUnder(base, target)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return rel
+}
+
+// relUnder is target relative to base, an error when it is not under base.
+func relUnder(base, target string) (string, error) {
+	rel, err := filepath.Rel(base, target)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("testsvc: %s is not under %s (%v)", target, base, err)
+	}
+	return rel, nil
 }
