@@ -18,8 +18,9 @@ build:
 run: build
 	./$(BIN) -p config.yml
 
-# Builds the test servers from source once per machine (cold: ~8-10 min on 2
-# cores, ~7 GB of Go caches); a no-op in under a second afterwards.
+# Builds the test servers from source once per machine (FerretDB, kfake,
+# MinIO, Consul, Dendrite; cold: ~10-12 min on 2 cores, ~7 GB of Go caches);
+# a no-op in under a second afterwards.
 testservers:
 	GO='$(GO)' cmd/testservers/build.sh '$(TESTBIN)'
 
@@ -29,7 +30,8 @@ synapse:
 	cmd/testservers/synapse.sh '$(TESTBIN)'
 
 # The whole suite: unit, conformance (SQLite, PostgreSQL, Redis, FerretDB,
-# kfake, MinIO, Consul), HTTP, end-to-end and multi-process tests, then a
+# kfake, MinIO, Consul), HTTP, end-to-end (the Matrix bridge on Synapse and
+# Dendrite) and multi-process tests, then a
 # bounded fuzzing run of the frame decoder.
 test: testservers synapse
 	$(GO) vet ./...

@@ -67,12 +67,12 @@ func (b *Bridge) handleEvent(ctx context.Context, evt *event.Event) error {
 		case b.ours(target):
 			return b.puppetMembership(ctx, portal, evt)
 		case mc.Membership == event.MembershipJoin && target == evt.Sender:
-			if _, err := b.matrixMember(ctx, portal, evt.Sender, mc.Displayname); err != nil {
+			if _, err := b.matrixMember(ctx, portal, evt.Sender, mc.Displayname, evt.ID); err != nil {
 				return err
 			}
 			return b.matrixAvatar(ctx, evt.Sender, mc.AvatarURL)
 		case mc.Membership == event.MembershipLeave || mc.Membership == event.MembershipBan:
-			return b.matrixLeft(ctx, portal, target)
+			return b.matrixLeft(ctx, portal, target, evt.ID)
 		}
 	case event.StateRoomName, event.StateTopic:
 		return b.roomProfileFromMatrix(ctx, portal, evt)
@@ -89,7 +89,11 @@ func (b *Bridge) handleEvent(ctx context.Context, evt *event.Event) error {
 // matrixMember returns the Sandcat user of a Matrix user, creating it (and
 // its puppet row) the first time, and makes it a member of the portal's
 // group, telling the members with a GroupInviteNew notice from the owner.
-func (b *Bridge) matrixMember(ctx context.Context, portal *storage.Portal, mxid id.UserID, name string) (string, error) {
+// cause is the event that brought the user in: the notice is sent keyed by
+// it BEFORE the user is added, so a crash between the two is repaired by the
+// homeserver's retry (the notice is stored once, the user then added),
+// while a user found a member already was announced before.
+func (b *Bridge) matrixMember(ctx context.Context, portal *storage.Portal, mxid id.UserID, name string, cause id.EventID) (string, error) {
 	uid, err := b.matrixUser(ctx, mxid, name)
 	if err != nil {
 		return "", err
@@ -99,16 +103,6 @@ func (b *Bridge) matrixMember(ctx context.Context, portal *storage.Portal, mxid 
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return "", err
 	}
-	added, err := b.groups.AddGroupMembers(ctx, portal.GroupID, []string{uid})
-	if err != nil {
-		return "", fmt.Errorf("matrix: add %s to group %s: %w", mxid, portal.GroupID, err)
-	}
-	if len(added) == 0 {
-		return uid, nil
-	}
-	if b.members != nil {
-		b.members.Invalidate(portal.GroupID)
-	}
 	g, err := b.groups.GetGroup(ctx, portal.GroupID)
 	if err != nil {
 		return "", err
@@ -117,18 +111,31 @@ func (b *Bridge) matrixMember(ctx context.Context, portal *storage.Portal, mxid 
 	if err != nil {
 		return "", err
 	}
-	recipients := make([]string, 0, len(to))
+	recipients := make([]string, 0, len(to)+1)
 	for _, m := range to {
 		if m != g.Owner {
 			recipients = append(recipients, m)
 		}
 	}
+	recipients = append(recipients, uid)
 	n := &wire.Msg{
 		SendID: g.Owner, ReceiverID: g.ID, GroupID: g.ID, LocalID: ids.New(),
-		MsgType: wire.MsgTypeGroupInviteNew, ContentType: wire.ContentDefault, Content: wire.EncodeStrings(added),
+		MsgType: wire.MsgTypeGroupInviteNew, ContentType: wire.ContentDefault, Content: wire.EncodeStrings([]string{uid}),
 	}
-	if err := b.sender.Send(ctx, n, recipients); err != nil {
+	if cause != "" {
+		n.LocalID = cause.String()
+		err = b.sender.SendKeyed(ctx, n, recipients, "join:"+portal.GroupID+":"+cause.String())
+	} else {
+		err = b.sender.Send(ctx, n, recipients)
+	}
+	if err != nil {
 		return "", fmt.Errorf("matrix: notice of the new member %s: %w", mxid, err)
+	}
+	if _, err := b.groups.AddGroupMembers(ctx, portal.GroupID, []string{uid}); err != nil {
+		return "", fmt.Errorf("matrix: add %s to group %s: %w", mxid, portal.GroupID, err)
+	}
+	if b.members != nil {
+		b.members.Invalidate(portal.GroupID)
 	}
 	b.log.Info("Matrix user joined a bridged group", "mxid", mxid, "user_id", uid, "group_id", g.ID)
 	return uid, nil
@@ -137,10 +144,17 @@ func (b *Bridge) matrixMember(ctx context.Context, portal *storage.Portal, mxid 
 // matrixLeft takes a Matrix user who left (or was kicked from) a portal
 // out of the group, telling the members with a GroupMemberExit notice in
 // its name.
-func (b *Bridge) matrixLeft(ctx context.Context, portal *storage.Portal, mxid id.UserID) error {
+func (b *Bridge) matrixLeft(ctx context.Context, portal *storage.Portal, mxid id.UserID, cause id.EventID) error {
 	p, err := b.store.PuppetByMXID(ctx, mxid.String())
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
+	}
+	if err != nil {
+		return err
+	}
+	role, err := b.groups.GroupMemberRole(ctx, portal.GroupID, p.UserID)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && role == wire.RoleOwner) {
+		return nil // not a member (any more), or the owner, who cannot leave
 	}
 	if err != nil {
 		return err
@@ -149,28 +163,27 @@ func (b *Bridge) matrixLeft(ctx context.Context, portal *storage.Portal, mxid id
 	if err != nil {
 		return err
 	}
-	err = b.groups.ExitGroup(ctx, portal.GroupID, p.UserID)
-	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGroupOwner) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("matrix: %s leaves group %s: %w", mxid, portal.GroupID, err)
-	}
-	if b.members != nil {
-		b.members.Invalidate(portal.GroupID)
-	}
 	recipients := make([]string, 0, len(before))
 	for _, m := range before {
 		if m != p.UserID {
 			recipients = append(recipients, m)
 		}
 	}
+	// The notice first, keyed by the leave event: a crash before the exit
+	// is repaired by the homeserver's retry without a second notice.
 	n := &wire.Msg{
-		SendID: p.UserID, ReceiverID: portal.GroupID, GroupID: portal.GroupID, LocalID: ids.New(),
+		SendID: p.UserID, ReceiverID: portal.GroupID, GroupID: portal.GroupID, LocalID: cause.String(),
 		MsgType: wire.MsgTypeGroupMemberExit, ContentType: wire.ContentDefault,
 	}
-	if err := b.sender.Send(ctx, n, recipients); err != nil {
+	if err := b.sender.SendKeyed(ctx, n, recipients, "leave:"+portal.GroupID+":"+cause.String()); err != nil {
 		return fmt.Errorf("matrix: notice of %s leaving: %w", mxid, err)
+	}
+	err = b.groups.ExitGroup(ctx, portal.GroupID, p.UserID)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("matrix: %s leaves group %s: %w", mxid, portal.GroupID, err)
+	}
+	if b.members != nil {
+		b.members.Invalidate(portal.GroupID)
 	}
 	b.log.Info("Matrix user left a bridged group", "mxid", mxid, "user_id", p.UserID, "group_id", portal.GroupID)
 	return nil
@@ -238,7 +251,7 @@ func (b *Bridge) fromMatrix(ctx context.Context, portal *storage.Portal, evt *ev
 	if mc.RelatesTo != nil && mc.RelatesTo.GetReplaceID() != "" {
 		return b.editFromMatrix(ctx, portal, evt) // edits.go
 	}
-	uid, err := b.matrixMember(ctx, portal, evt.Sender, "")
+	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID)
 	if err != nil {
 		return err
 	}

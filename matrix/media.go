@@ -74,6 +74,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/sandcat-im/sandcat/im/file"
 	"github.com/sandcat-im/sandcat/im/ids"
 	"github.com/sandcat-im/sandcat/im/wire"
 	"github.com/sandcat-im/sandcat/storage"
@@ -178,23 +179,10 @@ func (fc fileContent) bytes() []byte {
 	return []byte(fc.Key + fileSep + name + fileSep + strconv.FormatInt(fc.Size, 10) + fileSep + fc.Ext)
 }
 
-// extension is the extension of a file name without the dot, or "" when
-// there is none or it is not 1-16 ASCII letters and digits (as POST
-// /file/upload does, so that the object name passes blob.ValidName).
-func extension(filename string) string {
-	ext := path.Ext(filename)
-	if len(ext) < 2 || len(ext) > 17 {
-		return ""
-	}
-	ext = ext[1:]
-	for i := 0; i < len(ext); i++ {
-		c := ext[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return ""
-		}
-	}
-	return ext
-}
+// extension is file.Extension: the extension of a file name without the
+// dot, as POST /file/upload keeps it, so the object name passes
+// blob.ValidName.
+func extension(filename string) string { return file.Extension(filename) }
 
 // knownTypes maps the usual chat media types to one extension each, both
 // ways (the system's mime tables differ between machines).
@@ -910,22 +898,8 @@ func (b *Bridge) roomAvatarFromMatrix(ctx context.Context, portal *storage.Porta
 	if err != nil {
 		return err
 	}
-	to, err := b.groups.GroupMemberIDs(ctx, portal.GroupID)
-	if err != nil {
+	if _, err := b.groupUpdateNotice(ctx, portal, uid, evt, info); err != nil {
 		return err
-	}
-	recipients := make([]string, 0, len(to))
-	for _, m := range storage.DistinctMemberIDs(to) {
-		if m != uid {
-			recipients = append(recipients, m)
-		}
-	}
-	n := &wire.Msg{
-		SendID: uid, ReceiverID: portal.GroupID, GroupID: portal.GroupID, LocalID: evt.ID.String(), CreateTime: evt.Timestamp,
-		MsgType: wire.MsgTypeGroupUpdate, ContentType: wire.ContentDefault, Content: info.MarshalBincode(),
-	}
-	if err := b.sender.SendKeyed(ctx, n, recipients, eventKey(evt.ID)); err != nil {
-		return fmt.Errorf("matrix: notice of the group avatar set by %s: %w", evt.Sender, err)
 	}
 	b.log.Info("group avatar set from Matrix", "group_id", portal.GroupID, "mxid", evt.Sender, "avatar", name)
 	return nil

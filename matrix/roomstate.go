@@ -87,7 +87,7 @@ func (b *Bridge) roomProfileFromMatrix(ctx context.Context, portal *storage.Port
 		b.log.Debug("room name or topic removed on Matrix: the group keeps its own", "room_id", evt.RoomID, "event_id", evt.ID)
 		return nil
 	}
-	uid, err := b.matrixMember(ctx, portal, evt.Sender, "")
+	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID)
 	if err != nil {
 		return err
 	}
@@ -98,22 +98,9 @@ func (b *Bridge) roomProfileFromMatrix(ctx context.Context, portal *storage.Port
 	if err != nil {
 		return fmt.Errorf("matrix: update group %s from %s: %w", portal.GroupID, evt.ID, err)
 	}
-	members, err := b.groups.GroupMemberIDs(ctx, portal.GroupID)
+	n, err := b.groupUpdateNotice(ctx, portal, uid, evt, info)
 	if err != nil {
 		return err
-	}
-	to := make([]string, 0, len(members))
-	for _, m := range storage.DistinctMemberIDs(members) {
-		if m != uid {
-			to = append(to, m)
-		}
-	}
-	n := &wire.Msg{
-		SendID: uid, ReceiverID: portal.GroupID, GroupID: portal.GroupID, LocalID: evt.ID.String(), CreateTime: evt.Timestamp,
-		MsgType: wire.MsgTypeGroupUpdate, ContentType: wire.ContentDefault, Content: info.MarshalBincode(),
-	}
-	if err := b.sender.SendKeyed(ctx, n, to, eventKey(evt.ID)); err != nil {
-		return fmt.Errorf("matrix: GroupUpdate notice of %s: %w", evt.ID, err)
 	}
 	err = b.store.AddMessage(ctx, &storage.BridgedMessage{ServerID: n.ServerID, EventID: evt.ID.String(), RoomID: portal.RoomID})
 	if err != nil && !errors.Is(err, storage.ErrConflict) {
@@ -271,4 +258,28 @@ func (b *Bridge) joinPuppet(ctx context.Context, room id.RoomID, uid string) err
 	}
 	_, err = b.ensureJoined(ctx, room, puppet)
 	return err
+}
+
+// groupUpdateNotice tells the group's members (but uid) its new info, in
+// the name of uid, the Sandcat user of the Matrix user whose event changed
+// it, keyed by that event (a replay stores nothing twice).
+func (b *Bridge) groupUpdateNotice(ctx context.Context, portal *storage.Portal, uid string, evt *event.Event, info wire.GroupInfo) (*wire.Msg, error) {
+	members, err := b.groups.GroupMemberIDs(ctx, portal.GroupID)
+	if err != nil {
+		return nil, err
+	}
+	to := make([]string, 0, len(members))
+	for _, m := range storage.DistinctMemberIDs(members) {
+		if m != uid {
+			to = append(to, m)
+		}
+	}
+	n := &wire.Msg{
+		SendID: uid, ReceiverID: portal.GroupID, GroupID: portal.GroupID, LocalID: evt.ID.String(), CreateTime: evt.Timestamp,
+		MsgType: wire.MsgTypeGroupUpdate, ContentType: wire.ContentDefault, Content: info.MarshalBincode(),
+	}
+	if err := b.sender.SendKeyed(ctx, n, to, eventKey(evt.ID)); err != nil {
+		return nil, fmt.Errorf("matrix: GroupUpdate notice of %s: %w", evt.ID, err)
+	}
+	return n, nil
 }

@@ -139,7 +139,7 @@ func (s *Service) upload(bucket blob.Bucket) func(w http.ResponseWriter, r *http
 		defer part.Close()
 
 		name := ids.New()
-		if ext := extension(part.FileName()); ext != "" {
+		if ext := Extension(part.FileName()); ext != "" {
 			name += "." + ext
 		}
 		src := &clientReader{r: &limitReader{r: part, left: s.maxUpload}}
@@ -198,10 +198,11 @@ func (c *clientReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// extension returns the extension of an uploaded file name without the dot,
+// Extension returns the extension of an uploaded file name without the dot,
 // or "" when there is none or it is not 1-16 ASCII letters and digits (the
-// object name must pass blob.ValidName).
-func extension(filename string) string {
+// object name must pass blob.ValidName). The Matrix bridge names the files
+// it copies the same way.
+func Extension(filename string) string {
 	ext := path.Ext(filename)
 	if len(ext) < 2 || len(ext) > 17 {
 		return ""

@@ -1,8 +1,9 @@
 // Package testsvc starts real servers for tests as child processes:
-// FerretDB (MongoDB wire protocol), kfake (Kafka wire protocol), MinIO and
-// Consul. Each listens on 127.0.0.1 on free ports, keeps its data in a
-// t.TempDir() and its output in files beside the data, and is stopped
-// (SIGTERM, then SIGKILL) by t.Cleanup.
+// FerretDB (MongoDB wire protocol), kfake (Kafka wire protocol), MinIO,
+// Consul, and the Matrix homeservers Synapse (synapse.go, from a Debian sid
+// chroot) and Dendrite (dendrite.go). Each listens on 127.0.0.1 on free
+// ports, keeps its data in a t.TempDir() and its output in files beside the
+// data, and is stopped (SIGTERM, then SIGKILL) by t.Cleanup.
 //
 // The binaries are built once per machine by cmd/testservers/build.sh
 // (`make testservers`) into $SANDCAT_TESTBIN, else

@@ -3,11 +3,8 @@ package testsvc
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha1" //nolint:gosec // Synapse's shared-secret registration MAC is HMAC-SHA1.
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -361,30 +358,7 @@ func (s *Synapse) Register(ctx context.Context, localpart, password string) (use
 }
 
 func (s *Synapse) register(ctx context.Context, localpart, password string) (userID, accessToken string, err error) {
-	endpoint := s.URL + "/_synapse/admin/v1/register"
-	var nonce struct {
-		Nonce string `json:"nonce"`
-	}
-	if err := doJSON(ctx, http.MethodGet, endpoint, nil, &nonce); err != nil {
-		return "", "", fmt.Errorf("nonce: %w", err)
-	}
-	mac := hmac.New(sha1.New, []byte(s.sharedSecret))
-	mac.Write([]byte(nonce.Nonce + "\x00" + localpart + "\x00" + password + "\x00notadmin"))
-	req := map[string]any{
-		"nonce": nonce.Nonce, "username": localpart, "password": password,
-		"admin": false, "mac": hex.EncodeToString(mac.Sum(nil)),
-	}
-	var resp struct {
-		UserID      string `json:"user_id"`
-		AccessToken string `json:"access_token"`
-	}
-	if err := doJSON(ctx, http.MethodPost, endpoint, req, &resp); err != nil {
-		return "", "", err
-	}
-	if resp.UserID == "" || resp.AccessToken == "" {
-		return "", "", fmt.Errorf("no user_id or access_token in the answer")
-	}
-	return resp.UserID, resp.AccessToken, nil
+	return registerSharedSecret(ctx, s.URL, s.sharedSecret, localpart, password)
 }
 
 // doJSON sends body (nil: none) as JSON and decodes a 200 answer into out.
