@@ -249,6 +249,8 @@ func (b *Bridge) Start(ctx context.Context) error {
 			who.UserID, b.botID)
 	case err != nil && misconfigured(err):
 		return fmt.Errorf("matrix: the homeserver refuses the as_token (is the registration loaded, with the same as_token?): %w", err)
+	case err != nil && unreachable(err):
+		return fmt.Errorf("matrix: cannot reach the homeserver at appservice.homeserver_url %q: %w", b.cfg.HomeserverURL, err)
 	}
 	if err := b.register(ctx, b.cfg.BotLocalpart); err != nil {
 		return fmt.Errorf("matrix: register the bridge bot %s: %w", b.botID, err)
@@ -451,6 +453,12 @@ func permanent(err error) bool {
 	}
 	s := he.Response.StatusCode
 	return s >= 400 && s < 500 && s != http.StatusTooManyRequests
+}
+
+// unreachable tells a call that got no HTTP answer at all.
+func unreachable(err error) bool {
+	var he mautrix.HTTPError
+	return errors.As(err, &he) && he.Response == nil
 }
 
 // misconfigured tells a homeserver refusal that says the bridge itself is
