@@ -210,10 +210,25 @@ func newMatrixBot(t *testing.T, syn *testsvc.Synapse, localpart string) *matrixB
 // newMatrixBotOn is newMatrixBot on either homeserver.
 func newMatrixBotOn(t *testing.T, hs *homeserver, localpart string) *matrixBot {
 	t.Helper()
-	uid, tok := hs.RegisterUser(t, localpart, "pw-"+localpart+"-secret")
-	cli, err := mautrix.NewClient(hs.URL, id.UserID(uid), tok)
+	// Registered by the homeserver's admin API, then logged in with its
+	// password, as a bot on mautrix-go does.
+	password := "pw-" + localpart + "-secret"
+	uid, _ := hs.RegisterUser(t, localpart, password)
+	cli, err := mautrix.NewClient(hs.URL, "", "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer lcancel()
+	if _, err := cli.Login(lctx, &mautrix.ReqLogin{
+		Type:       mautrix.AuthTypePassword,
+		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: localpart},
+		Password:   password, StoreCredentials: true,
+	}); err != nil {
+		t.Fatalf("%s logs in: %v", localpart, err)
+	}
+	if cli.UserID != id.UserID(uid) {
+		t.Fatalf("logged in as %s, registered %s", cli.UserID, uid)
 	}
 	b := &matrixBot{t: t, cli: cli, new: make(chan struct{}, 1)}
 	cli.Syncer.(*mautrix.DefaultSyncer).OnEvent(func(_ context.Context, evt *event.Event) {
