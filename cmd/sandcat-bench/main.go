@@ -9,8 +9,9 @@
 //	cmd/sandcat-bench/run.sh [flags]      the same, after building Centrifugo once
 //
 // Scenarios: (a) idle connections, (b) 1:1 flood at a fixed rate and at
-// maximum, (c) group fan-out, (d) offline catch-up, (e) Matrix bridge (not
-// available yet). See BENCHMARKS.md.
+// maximum, (c) group fan-out, (d) offline catch-up, (e) Matrix bridge both
+// ways through Synapse next to Synapse alone (needs the Synapse chroot of
+// `make synapse` and root). See BENCHMARKS.md.
 //
 // The tool re-executes itself for its worker processes (at most 18,000
 // connections each: a process here may open 20,000 files), for the Sandcat
@@ -73,6 +74,9 @@ type options struct {
 	groupRate   float64
 	fanWindow   int
 	catchup     int
+	bridgePar   []int
+	bridgeWin   int
+	bridgeOld   string
 	smtp        string
 	codeLog     string
 	registerPar int
@@ -110,6 +114,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.groupRate, "group-rate", 10, "(c) messages/s to the group in the fixed-rate step")
 	fs.IntVar(&o.fanWindow, "fan-window", 4, "(c) group messages in flight at maximum rate")
 	fs.IntVar(&o.catchup, "catchup", 100000, "(d) messages an offline user pulls")
+	bpar := fs.String("bridge-par", "1,16", "(e) senders in parallel (one group or room each) of the maximum-rate steps")
+	fs.IntVar(&o.bridgeWin, "bridge-window", 4, "(e) messages in flight per sender at maximum rate (freed when received)")
+	fs.StringVar(&o.bridgeOld, "bridge-compare", "", "(e) another build of sandcat-bench (e.g. of an older commit) whose Sandcat is measured Sandcat→Matrix too, as \"before\"")
 	fs.StringVar(&o.smtp, "smtp", "", "listen address of the SMTP sink for verification codes (default 127.0.0.1:0 when the tool starts Sandcat)")
 	fs.StringVar(&o.codeLog, "code-log", "", "read verification codes from this Sandcat log instead (a server with no mail server logs them)")
 	fs.IntVar(&o.registerPar, "register-par", 4, "registrations in flight (each costs argon2id hashes on the server)")
@@ -136,6 +143,19 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("bad group size %q", s)
 		}
 		o.groups = append(o.groups, n)
+	}
+	for _, s := range strings.Split(*bpar, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 256 {
+			return nil, fmt.Errorf("bad -bridge-par %q (1..256)", s)
+		}
+		o.bridgePar = append(o.bridgePar, n)
+	}
+	if o.bridgeWin < 1 {
+		return nil, errors.New("-bridge-window must be at least 1")
 	}
 	for _, s := range strings.Split(*gws, ",") {
 		if s = strings.TrimSpace(s); s != "" {

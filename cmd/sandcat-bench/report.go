@@ -37,7 +37,7 @@ func latencyOf(h *Hist) Latency {
 
 // Result is one target measured in one scenario step.
 type Result struct {
-	Target    string         `json:"target"` // sandcat, relay, centrifugo
+	Target    string         `json:"target"` // sandcat, relay, centrifugo, synapse, sandcat-before
 	Available bool           `json:"available"`
 	Note      string         `json:"note"`
 	Params    map[string]any `json:"params"`
@@ -161,9 +161,12 @@ func writeStep(dir string, m Machine, s *Step) error {
 }
 
 var targetColors = map[string]color.Color{
-	"sandcat":    color.RGBA{R: 0xfe, G: 0x4f, B: 0x70, A: 0xff},
-	"relay":      color.RGBA{R: 0x77, G: 0x77, B: 0x77, A: 0xff},
-	"centrifugo": color.RGBA{R: 0x2b, G: 0x7b, B: 0xb9, A: 0xff},
+	"sandcat":        color.RGBA{R: 0xfe, G: 0x4f, B: 0x70, A: 0xff},
+	"relay":          color.RGBA{R: 0x77, G: 0x77, B: 0x77, A: 0xff},
+	"centrifugo":     color.RGBA{R: 0x2b, G: 0x7b, B: 0xb9, A: 0xff},
+	"synapse":        color.RGBA{R: 0x0d, G: 0xbd, B: 0x8b, A: 0xff},
+	"sandcat-before": color.RGBA{R: 0xf5, G: 0xa6, B: 0x23, A: 0xff},
+	"synapse-before": color.RGBA{R: 0x7f, G: 0xd8, B: 0xbe, A: 0xff},
 }
 
 func colorOf(target string) color.Color {

@@ -1013,15 +1013,3 @@ func rawPull(ctx context.Context, base, token string, pr client.PullRequest) (fl
 	}
 	return time.Since(t).Seconds(), n, nil
 }
-
-// ---------------------------------------------------------------------------
-// (e) Matrix bridge
-
-func (b *bench) scenarioE(context.Context) error {
-	step := &Step{ID: "e-bridge", Title: "(e) Matrix bridge throughput both ways through Synapse",
-		Sandcat: unavailable("sandcat", "the Matrix bridge does not exist yet; this step will drive "+
-			"Sandcat→Matrix and Matrix→Sandcat messages through Synapse once it lands (baseline: Synapse alone, "+
-			"about 130 events/s on this machine per baselines.md)"),
-		Baseline: unavailable("synapse", "not measured until the bridge exists")}
-	return b.finish(step)
-}

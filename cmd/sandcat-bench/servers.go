@@ -120,6 +120,11 @@ type sandcatOpts struct {
 	LogLevel  string
 	// CPUProfile: the server writes a CPU profile here between SIGUSR1 and SIGUSR2.
 	CPUProfile string
+	// Extra is appended to the config (e.g. the appservice section).
+	Extra string
+	// Exe is the build of this tool whose serve role runs the server
+	// (default: this one; scenario e may measure an older build too).
+	Exe string
 }
 
 // sandcatServer is a running Sandcat under test.
@@ -155,13 +160,16 @@ func startSandcat(ctx context.Context, o sandcatOpts) (*sandcatServer, error) {
 	if o.SMTP != "" {
 		fmt.Fprintf(&b, "mail:\n  server: %q\n  tls: none\n  from: bench@sandcat.localhost\n", o.SMTP)
 	}
+	b.WriteString(o.Extra)
 	cfgPath := filepath.Join(o.Dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
 		return nil, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
+	exe := o.Exe
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return nil, err
+		}
 	}
 	name := "sandcat-" + o.Component
 	env := []string{roleEnv + "=serve", "SANDCAT_BENCH_CONFIG=" + cfgPath}

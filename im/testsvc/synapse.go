@@ -404,13 +404,8 @@ func newSigningKey() string {
 	return "ed25519 a_test " + base64.RawStdEncoding.EncodeToString(seed) + "\n"
 }
 
-// removeStaleSynapseData removes the data directories left under parent
-// by test processes that are gone (killed before their cleanups ran).
-func removeStaleSynapseData(t testing.TB, parent string) {
-	removeStaleData(parent, t.Logf)
-}
-
-// removeStaleData is removeStaleSynapseData with a log function.
+// removeStaleData removes the data directories left under parent by test
+// processes that are gone (killed before their cleanups ran).
 func removeStaleData(parent string, logf func(format string, args ...any)) {
 	entries, err := os.ReadDir(parent)
 	if err != nil {
@@ -433,15 +428,6 @@ func removeStaleData(parent string, logf func(format string, args ...any)) {
 			logf("testsvc: removing stale synapse data: %v", err)
 		}
 	}
-}
-
-func mustRel(t testing.TB, base, target string) string {
-	t.Helper()
-	rel, err := relUnder(base, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rel
 }
 
 // relUnder is target relative to base, an error when it is not under base.
