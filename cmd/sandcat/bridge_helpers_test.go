@@ -8,15 +8,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"image"
 	"image/color"
-	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -123,69 +120,26 @@ func (d *deployment) startBridgeProc(n *node, base string) time.Duration {
 	return time.Since(began)
 }
 
-// mxBot is a Matrix user on mautrix-go that records, in order, the
-// timeline events of the rooms it is in.
+// mxBot is a Matrix user on mautrix-go (testsvc.MatrixBot) that records,
+// in order, the timeline events of the rooms it is in; cli is its client.
 type mxBot struct {
-	t   *testing.T
+	*testsvc.MatrixBot
 	cli *mautrix.Client
-	mu  sync.Mutex
-	got []*event.Event
-	new chan struct{}
+	t   *testing.T
 }
 
 func newMXBot(t *testing.T, syn *testsvc.Synapse, localpart string) *mxBot {
 	t.Helper()
-	uid, tok := syn.RegisterUser(t, localpart, "pw-"+localpart+"-secret")
-	cli, err := mautrix.NewClient(syn.URL, id.UserID(uid), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &mxBot{t: t, cli: cli, new: make(chan struct{}, 1)}
-	cli.Syncer.(*mautrix.DefaultSyncer).OnEvent(func(_ context.Context, evt *event.Event) {
-		if evt.Mautrix.EventSource&event.SourceTimeline == 0 {
-			return
-		}
-		b.mu.Lock()
-		b.got = append(b.got, evt)
-		b.mu.Unlock()
-		select {
-		case b.new <- struct{}{}:
-		default:
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = cli.SyncWithContext(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return b
+	password := "pw-" + localpart + "-secret"
+	syn.RegisterUser(t, localpart, password)
+	mb := testsvc.NewMatrixBot(t, syn.URL, localpart, password, waitEvent)
+	return &mxBot{MatrixBot: mb, cli: mb.Cli, t: t}
 }
 
 // messages returns the m.room.message events of others in room, in
 // timeline order, once at least n arrived (bounded wait).
 func (b *mxBot) messages(room id.RoomID, n int) []*event.Event {
-	b.t.Helper()
-	deadline := time.After(waitEvent)
-	for {
-		var out []*event.Event
-		b.mu.Lock()
-		for _, e := range b.got {
-			if e.RoomID == room && e.Type == event.EventMessage && e.Sender != b.cli.UserID {
-				out = append(out, e)
-			}
-		}
-		b.mu.Unlock()
-		if len(out) >= n {
-			return out
-		}
-		select {
-		case <-b.new:
-		case <-deadline:
-			b.t.Fatalf("matrix bot: %d of %d messages arrived: %s", len(out), n, bodies(out))
-		}
-	}
+	return b.Messages(room, n)
 }
 
 // sendText sends a text into room and returns its event id.
@@ -233,27 +187,4 @@ func texts(ms []wire.Msg) []string {
 }
 
 // testPNG is a small PNG of w×h with one pixel of colour c.
-func testPNG(t *testing.T, w, h int, c color.RGBA) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	img.Set(w/2, h/2, c)
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// mxcBytes downloads an mxc:// URI as the bot (authenticated media).
-func (b *mxBot) mxcBytes(ctx context.Context, uri id.ContentURIString) []byte {
-	b.t.Helper()
-	u, err := uri.Parse()
-	if err != nil {
-		b.t.Fatalf("mxc %q: %v", uri, err)
-	}
-	data, err := b.cli.DownloadBytes(ctx, u)
-	if err != nil {
-		b.t.Fatalf("download %s: %v", uri, err)
-	}
-	return data
-}
+func testPNG(t *testing.T, w, h int, c color.RGBA) []byte { return testsvc.PNG(t, w, h, c) }

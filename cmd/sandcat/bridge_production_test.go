@@ -261,7 +261,7 @@ func TestProductionBridge(t *testing.T) {
 	sayImage(alice, "cat.png", alicePic)
 	evts := bot.messages(room, len(toMatrix))
 	checkMatrix("an image", evts)
-	if got := bot.mxcBytes(ctx, evts[len(evts)-1].Content.AsMessage().URL); !bytes.Equal(got, alicePic) {
+	if got := bot.MXCBytes(ctx, evts[len(evts)-1].Content.AsMessage().URL); !bytes.Equal(got, alicePic) {
 		t.Fatalf("the image on Matrix is %d bytes, differs from the %d uploaded", len(got), len(alicePic))
 	}
 	botSaysImage("green.png", botImg)

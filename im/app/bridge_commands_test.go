@@ -68,10 +68,8 @@ func (b *matrixBot) command(ctx context.Context, room id.RoomID, bot id.UserID, 
 
 // botNotices returns the bridge bot's notices in room (up to now).
 func (b *matrixBot) botNotices(room id.RoomID, bot id.UserID) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []string
-	for _, ev := range b.got {
+	for _, ev := range b.Events() {
 		if ev.RoomID == room && ev.Type == event.EventMessage && ev.Sender == bot {
 			out = append(out, ev.Content.AsMessage().Body)
 		}

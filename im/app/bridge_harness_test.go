@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -192,14 +191,13 @@ func (e *bridgeEnv) puppet(userID string) id.UserID {
 	return id.NewUserID(e.prefix+id.EncodeUserLocalpart(userID), e.hs.ServerName)
 }
 
-// matrixBot is a Matrix user on mautrix-go that records the timeline
-// events of the rooms it is in, and its invitations, in order.
+// matrixBot is a Matrix user on mautrix-go (testsvc.MatrixBot) that
+// records the timeline events of the rooms it is in, and its invitations,
+// in order; cli is its client.
 type matrixBot struct {
-	t   *testing.T
+	*testsvc.MatrixBot
 	cli *mautrix.Client
-	mu  sync.Mutex
-	got []*event.Event
-	new chan struct{}
+	t   *testing.T
 }
 
 func newMatrixBot(t *testing.T, syn *testsvc.Synapse, localpart string) *matrixBot {
@@ -207,84 +205,29 @@ func newMatrixBot(t *testing.T, syn *testsvc.Synapse, localpart string) *matrixB
 	return newMatrixBotOn(t, synapseHomeserver(syn), localpart)
 }
 
-// newMatrixBotOn is newMatrixBot on either homeserver.
+// newMatrixBotOn is newMatrixBot on either homeserver: registered by the
+// homeserver's admin API, then logged in with its password, as a bot on
+// mautrix-go does.
 func newMatrixBotOn(t *testing.T, hs *homeserver, localpart string) *matrixBot {
 	t.Helper()
-	// Registered by the homeserver's admin API, then logged in with its
-	// password, as a bot on mautrix-go does.
 	password := "pw-" + localpart + "-secret"
 	uid, _ := hs.RegisterUser(t, localpart, password)
-	cli, err := mautrix.NewClient(hs.URL, "", "")
-	if err != nil {
-		t.Fatal(err)
+	mb := testsvc.NewMatrixBot(t, hs.URL, localpart, password, waitFrame)
+	if mb.Cli.UserID != id.UserID(uid) {
+		t.Fatalf("logged in as %s, registered %s", mb.Cli.UserID, uid)
 	}
-	lctx, lcancel := context.WithTimeout(context.Background(), time.Minute)
-	defer lcancel()
-	if _, err := cli.Login(lctx, &mautrix.ReqLogin{
-		Type:       mautrix.AuthTypePassword,
-		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: localpart},
-		Password:   password, StoreCredentials: true,
-	}); err != nil {
-		t.Fatalf("%s logs in: %v", localpart, err)
-	}
-	if cli.UserID != id.UserID(uid) {
-		t.Fatalf("logged in as %s, registered %s", cli.UserID, uid)
-	}
-	b := &matrixBot{t: t, cli: cli, new: make(chan struct{}, 1)}
-	cli.Syncer.(*mautrix.DefaultSyncer).OnEvent(func(_ context.Context, evt *event.Event) {
-		src := evt.Mautrix.EventSource
-		if src&event.SourceTimeline == 0 && src&event.SourceInvite == 0 {
-			return
-		}
-		b.mu.Lock()
-		b.got = append(b.got, evt)
-		b.mu.Unlock()
-		select {
-		case b.new <- struct{}{}:
-		default:
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = cli.SyncWithContext(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return b
+	return &matrixBot{MatrixBot: mb, cli: mb.Cli, t: t}
 }
 
-// wait waits until n timeline events match and returns all that match.
+// wait waits until n recorded events match and returns all that match.
 func (b *matrixBot) wait(what string, n int, match func(*event.Event) bool) []*event.Event {
-	b.t.Helper()
-	deadline := time.After(waitFrame)
-	for {
-		var out []*event.Event
-		b.mu.Lock()
-		for _, e := range b.got {
-			if match(e) {
-				out = append(out, e)
-			}
-		}
-		b.mu.Unlock()
-		if len(out) >= n {
-			return out
-		}
-		select {
-		case <-b.new:
-		case <-deadline:
-			b.t.Fatalf("matrix bot: %d of %d %s arrived", len(out), n, what)
-		}
-	}
+	return b.Wait(what, n, match)
 }
 
 // messages waits until n messages from others than the bot arrived in
 // room and returns them all (more than n is a failure later).
 func (b *matrixBot) messages(room id.RoomID, n int) []*event.Event {
-	b.t.Helper()
-	return b.wait("messages", n, func(e *event.Event) bool {
-		return e.RoomID == room && e.Type == event.EventMessage && e.Sender != b.cli.UserID
-	})
+	return b.Messages(room, n)
 }
 
 // bridgedGroup is a Sandcat group of Alice (owner) and Bob, online, bridged

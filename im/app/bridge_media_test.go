@@ -7,11 +7,8 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"image"
 	"image/color"
-	"image/png"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,34 +18,12 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/sandcat-im/sandcat/im/testsvc"
 	"github.com/sandcat-im/sandcat/im/wire"
 )
 
 // mediaPNG is a small PNG of w×h with one pixel of colour c.
-func mediaPNG(t *testing.T, w, h int, c color.RGBA) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	img.Set(w/2, h/2, c)
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// mxcBytes downloads an mxc:// URI as the Matrix bot (authenticated media).
-func (b *matrixBot) mxcBytes(ctx context.Context, uri id.ContentURIString) []byte {
-	b.t.Helper()
-	u, err := uri.Parse()
-	if err != nil {
-		b.t.Fatalf("mxc %q: %v", uri, err)
-	}
-	data, err := b.cli.DownloadBytes(ctx, u)
-	if err != nil {
-		b.t.Fatalf("download %s: %v", uri, err)
-	}
-	return data
-}
+func mediaPNG(t *testing.T, w, h int, c color.RGBA) []byte { return testsvc.PNG(t, w, h, c) }
 
 // fromPuppet matches the room messages of a puppet.
 func fromPuppet(room id.RoomID, puppet id.UserID) func(*event.Event) bool {
@@ -107,21 +82,21 @@ func testBridgeMediaSandcatToMatrix(t *testing.T, e *bridgeEnv) {
 		img.Info.Size != len(pic) || img.Info.Width != 12 || img.Info.Height != 8 {
 		t.Fatalf("image: %+v info %+v", img, img.Info)
 	}
-	if got := g.bot.mxcBytes(ctx, img.URL); !bytes.Equal(got, pic) {
+	if got := g.bot.MXCBytes(ctx, img.URL); !bytes.Equal(got, pic) {
 		t.Fatalf("the image on Matrix is %d bytes, differs from the %d uploaded", len(got), len(pic))
 	}
 	if file.MsgType != event.MsgFile || file.Body != "report.pdf" || file.Info == nil ||
 		file.Info.MimeType != "application/pdf" || file.Info.Size != len(doc) {
 		t.Fatalf("file: %+v info %+v", file, file.Info)
 	}
-	if got := g.bot.mxcBytes(ctx, file.URL); !bytes.Equal(got, doc) {
+	if got := g.bot.MXCBytes(ctx, file.URL); !bytes.Equal(got, doc) {
 		t.Fatalf("the file on Matrix: %q, want %q", got, doc)
 	}
 	if audio.MsgType != event.MsgAudio || audio.Info == nil || audio.Info.Duration != 7000 || audio.Info.Size != len(voice) ||
 		!strings.HasPrefix(audio.Info.MimeType, "audio/ogg") {
 		t.Fatalf("audio: %+v info %+v", audio, audio.Info)
 	}
-	if got := g.bot.mxcBytes(ctx, audio.URL); !bytes.Equal(got, voice) {
+	if got := g.bot.MXCBytes(ctx, audio.URL); !bytes.Equal(got, voice) {
 		t.Fatalf("the voice note on Matrix: %q, want %q", got, voice)
 	}
 	if lost.MsgType != event.MsgNotice || !strings.Contains(lost.Body, "could not be bridged") || !strings.Contains(lost.Body, "not in the store") {
@@ -264,7 +239,7 @@ func testBridgeMediaAvatars(t *testing.T, e *bridgeEnv) {
 	if err != nil || url.IsEmpty() {
 		t.Fatalf("avatar of Alice's puppet: %v, %v", url, err)
 	}
-	if got := bot.mxcBytes(ctx, url.CUString()); !bytes.Equal(got, mine) {
+	if got := bot.MXCBytes(ctx, url.CUString()); !bytes.Equal(got, mine) {
 		t.Fatal("the puppet's avatar differs from Alice's")
 	}
 
@@ -358,7 +333,7 @@ func testBridgeMediaAvatars(t *testing.T, e *bridgeEnv) {
 		t.Fatalf("%d room avatars set by the bridge, want 1 (the rename must not set one)", len(avatars))
 	}
 	ra := avatars[0].Content.AsRoomAvatar()
-	if got := bot.mxcBytes(ctx, ra.URL); !bytes.Equal(got, groupPic) {
+	if got := bot.MXCBytes(ctx, ra.URL); !bytes.Equal(got, groupPic) {
 		t.Fatalf("the room avatar differs from the group's first avatar")
 	}
 }

@@ -50,10 +50,9 @@ func (g *bridgedGroup) raisePower(ctx context.Context, t *testing.T, bridgeBot *
 // since returns the events the bot recorded after evtID (all of them if
 // it has not seen evtID).
 func (b *matrixBot) since(evtID id.EventID) []*event.Event {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	i := slices.IndexFunc(b.got, func(e *event.Event) bool { return e.ID == evtID })
-	return slices.Clone(b.got[i+1:])
+	got := b.Events()
+	i := slices.IndexFunc(got, func(e *event.Event) bool { return e.ID == evtID })
+	return got[i+1:]
 }
 
 // replay delivers events to the bridge again as the homeserver would, in
