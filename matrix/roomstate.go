@@ -59,6 +59,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -282,4 +283,56 @@ func (b *Bridge) groupUpdateNotice(ctx context.Context, portal *storage.Portal, 
 		return nil, fmt.Errorf("matrix: GroupUpdate notice of %s: %w", evt.ID, err)
 	}
 	return n, nil
+}
+
+// SyncProfiles keeps puppets' display names and avatars equal to their
+// Sandcat users' until ctx ends: every interval, the users updated since
+// their puppet was last written (storage.Puppets.StalePuppets) are synced
+// (ensurePuppet) and their puppet rows touched. A puppet is otherwise synced
+// whenever its user speaks; this catches the users who changed their
+// profile and stay silent.
+func (b *Bridge) SyncProfiles(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := b.syncStaleProfiles(ctx); err != nil && ctx.Err() == nil {
+			b.log.Warn("puppet profiles not synced; next try later", "err", err)
+		}
+	}
+}
+
+// syncStaleProfiles syncs the puppets of the users updated since their
+// puppet was written, 100 at a time, at most 1,000 a call (a clock of the
+// API ahead of this process's could keep rows stale: never loop forever).
+func (b *Bridge) syncStaleProfiles(ctx context.Context) error {
+	for range 10 {
+		stale, err := b.store.StalePuppets(ctx, 100)
+		if err != nil || len(stale) == 0 {
+			return err
+		}
+		for _, uid := range stale {
+			if _, err := b.ensurePuppet(ctx, uid); err != nil && !permanent(err) {
+				return err
+			} else if err != nil {
+				b.log.Info("puppet profile not synced", "user_id", uid, "err", err)
+			}
+			// Touch the row: synced (or not syncable) as of now.
+			p, err := b.store.GetPuppet(ctx, uid)
+			if err != nil {
+				return err
+			}
+			if err := b.store.PutPuppet(ctx, p); err != nil {
+				return err
+			}
+		}
+		if len(stale) < 100 {
+			return nil
+		}
+	}
+	return nil
 }

@@ -66,6 +66,11 @@ type Puppets interface {
 	PuppetByMXID(ctx context.Context, mxid string) (*Puppet, error)
 	// DeletePuppet removes the puppet of a Sandcat user, or ErrNotFound.
 	DeletePuppet(ctx context.Context, userID string) error
+	// StalePuppets returns up to limit Sandcat users with a registered
+	// puppet (not FromMatrix) whose users row was updated after the puppet
+	// row was last written: their name or avatar may differ from Matrix's.
+	// The oldest updates come first.
+	StalePuppets(ctx context.Context, limit int) ([]string, error)
 }
 
 // Portals maps Sandcat groups to Matrix rooms.

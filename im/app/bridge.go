@@ -97,6 +97,10 @@ func (a *App) startBridge(ctx context.Context, cfg *config.Config, b *backends, 
 		return checkHomeserver(ctx, br, srv, ac.HomeserverURL, log)
 	})
 
+	a.goBackground(ctx, "puppet profiles", func(ctx context.Context) error {
+		return br.SyncProfiles(ctx, time.Duration(ac.ProfileSyncSeconds)*time.Second)
+	})
+
 	group := bridgeGroup
 	if cfg.Kafka != nil {
 		group = cfg.Kafka.Group + "-" + bridgeGroup

@@ -130,6 +130,7 @@ func startBridgeEnvOn(t *testing.T, kind string) *bridgeEnv {
 	if cfg.Appservice == nil || cfg.Appservice.Listen != listen {
 		t.Fatalf("appservice section %+v, want listen %s", cfg.Appservice, listen)
 	}
+	cfg.Appservice.ProfileSyncSeconds = 1 // puppets follow profile changes within a second
 	e := &bridgeEnv{syn: syn, hs: hs, cfg: cfg, capture: newCapture(), listen: listen, prefix: opts.UserPrefix, hsToken: reg.ServerToken, asToken: reg.AppToken}
 	e.server = &server{t: t, logs: e.capture.sink}
 	e.start("127.0.0.1:0", "127.0.0.1:0")

@@ -4,15 +4,20 @@ package app_test
 // (matrix/roomstate.go, matrix/edits.go), end to end.
 
 import (
+	"bytes"
 	"context"
+	"image/color"
+	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sandcat-im/sandcat/im/client"
+	"github.com/sandcat-im/sandcat/im/testsvc"
 	"github.com/sandcat-im/sandcat/im/wire"
 )
 
@@ -382,5 +387,46 @@ func testBridgeEditDM(t *testing.T, e *bridgeEnv) {
 	if string(m.Content) != "✎ a private word" || deref(m.RelatedMsgID) != om.ServerID || m.ReceiverID != alice.ID ||
 		m.GroupID != "" || m.LocalID != editEvt.EventID.String() {
 		t.Fatalf("the DM edit: %s related %q, want related %s", describe([]wire.Msg{m}), deref(m.RelatedMsgID), om.ServerID)
+	}
+}
+
+// A Sandcat user who changes name and avatar and stays silent: the puppet
+// follows (the bridge's profile sync), with no message needed.
+func TestBridgeStatePuppetProfile(t *testing.T) {
+	e := startBridgeEnv(t)
+	ctx := ctxT(t)
+	g := e.bridgedGroup()
+	bob, bot := g.bob, g.bot
+	puppet := e.puppet(bob.ID)
+	if dn, err := bot.cli.GetDisplayName(ctx, puppet); err != nil || dn.DisplayName != "Bob" {
+		t.Fatalf("Bob's puppet before: %+v, %v (the portal's members join at its creation)", dn, err)
+	}
+	pic := testsvc.PNG(t, 7, 5, color.RGBA{R: 200, G: 100, A: 255})
+	key, err := bob.api.UploadAvatar(ctx, "bob.png", "image/png", bytes.NewReader(pic))
+	if err != nil {
+		t.Fatalf("upload avatar: %v", err)
+	}
+	err = bob.api.Call(ctx, http.MethodPut, "/user", map[string]any{"id": bob.ID, "name": "Robert", "avatar": key,
+		"gender": "", "phone": nil, "email": nil, "address": nil, "region": nil, "birthday": nil, "signature": nil}, nil)
+	if err != nil {
+		t.Fatalf("PUT /user: %v", err)
+	}
+	deadline := time.Now().Add(waitFrame)
+	for {
+		dn, err := bot.cli.GetDisplayName(ctx, puppet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		url, err := bot.cli.GetAvatarURL(ctx, puppet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dn.DisplayName == "Robert" && !url.IsEmpty() && bytes.Equal(bot.MXCBytes(ctx, url.CUString()), pic) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Bob's puppet after his profile change: name %q, avatar %s", dn.DisplayName, url)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -249,6 +249,10 @@ type Appservice struct {
 	SenderLocalpart string `yaml:"sender_localpart"`
 	UserPrefix      string `yaml:"user_prefix"`
 	AliasPrefix     string `yaml:"alias_prefix"`
+	// ProfileSyncSeconds: how often puppets' names and avatars are checked
+	// against their Sandcat users' (users who changed them and stay silent);
+	// default 30.
+	ProfileSyncSeconds int `yaml:"profile_sync_seconds"`
 }
 
 // Metrics is where a process without an HTTP listener of its own (a
@@ -461,6 +465,9 @@ func (c *Config) setDefaults() {
 		def(&a.SenderLocalpart, "sandcatbot")
 		def(&a.UserPrefix, "sandcat_")
 		def(&a.AliasPrefix, "sandcat_")
+		if a.ProfileSyncSeconds == 0 {
+			a.ProfileSyncSeconds = 30
+		}
 	}
 }
 
@@ -578,6 +585,9 @@ func (c *Config) validate() []error {
 		}
 		if a.ASToken == "" || a.HSToken == "" {
 			bad("appservice.as_token", "as_token and hs_token are required (sandcat appservice registration writes them)")
+		}
+		if a.ProfileSyncSeconds < 1 {
+			bad("appservice.profile_sync_seconds", "must be at least 1")
 		}
 	}
 	if oa := c.Server.OAuth2; oa != nil {

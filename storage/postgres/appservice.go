@@ -114,6 +114,21 @@ func (a *Appservice) GetPuppet(ctx context.Context, userID string) (*storage.Pup
 	return a.puppetBy(ctx, "user_id", userID)
 }
 
+// StalePuppets implements storage.Puppets.
+func (a *Appservice) StalePuppets(ctx context.Context, limit int) ([]string, error) {
+	rows, err := a.pool.Query(ctx, `SELECT p.user_id FROM matrix_puppets p JOIN users u ON u.id = p.user_id
+		WHERE NOT p.from_matrix AND p.registered AND u.update_time > p.update_time
+		ORDER BY u.update_time, p.user_id LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: stale puppets: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: stale puppets: %w", err)
+	}
+	return ids, nil
+}
+
 // PuppetByMXID implements storage.Puppets.
 func (a *Appservice) PuppetByMXID(ctx context.Context, mxid string) (*storage.Puppet, error) {
 	return a.puppetBy(ctx, "mxid", mxid)

@@ -10,3 +10,8 @@ import (
 func TestAppservice(t *testing.T) {
 	storagetest.Appservice(t, pgtest.Open(t).Appservice())
 }
+
+func TestAppserviceStalePuppets(t *testing.T) {
+	st := pgtest.Open(t)
+	storagetest.AppserviceStalePuppets(t, st.Appservice(), st)
+}

@@ -124,6 +124,29 @@ func (a *Appservice) GetPuppet(ctx context.Context, userID string) (*storage.Pup
 	return p, nil
 }
 
+// StalePuppets implements storage.Puppets.
+func (a *Appservice) StalePuppets(ctx context.Context, limit int) ([]string, error) {
+	rows, err := a.db.QueryContext(ctx, `SELECT p.user_id FROM matrix_puppets p JOIN users u ON u.id = p.user_id
+		WHERE p.from_matrix = 0 AND p.registered = 1 AND u.update_time > p.update_time
+		ORDER BY u.update_time, p.user_id LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: stale puppets: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: stale puppets: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: stale puppets: %w", err)
+	}
+	return out, nil
+}
+
 // PuppetByMXID implements storage.Puppets.
 func (a *Appservice) PuppetByMXID(ctx context.Context, mxid string) (*storage.Puppet, error) {
 	p, err := scanPuppet(a.db.QueryRowContext(ctx, `SELECT `+puppetCols+` FROM matrix_puppets WHERE mxid = ?`, mxid))

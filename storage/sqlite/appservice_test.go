@@ -10,3 +10,8 @@ import (
 func TestAppservice(t *testing.T) {
 	storagetest.Appservice(t, sqlite.OpenTest(t).Appservice())
 }
+
+func TestAppserviceStalePuppets(t *testing.T) {
+	st := sqlite.OpenTest(t)
+	storagetest.AppserviceStalePuppets(t, st.Appservice(), st)
+}

@@ -315,3 +315,67 @@ func appserviceMessages(t *testing.T, s storage.AppserviceStore) {
 	_, err = s.MessageByEventID(ctx, "$"+ids.New())
 	wantErr(t, "MessageByEventID unknown", err, storage.ErrNotFound)
 }
+
+// AppserviceStalePuppets is the conformance suite of StalePuppets: a
+// puppet is stale once its user is updated after the puppet row was
+// written, and fresh again when the row is written after the update. The
+// two stores share one database (the users table and matrix_puppets).
+func AppserviceStalePuppets(t *testing.T, s storage.AppserviceStore, users storage.Users) {
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	mk := func(name string, fromMatrix, registered bool) *storage.User {
+		u := newUser(name)
+		u.CreateTime, u.UpdateTime = now-60_000, now-60_000
+		mustCreate(t, users, u)
+		if err := s.PutPuppet(ctx, &storage.Puppet{UserID: u.ID, MXID: "@p_" + u.ID + ":example.org",
+			FromMatrix: fromMatrix, Registered: registered, Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	alice, bob := mk("alice", false, true), mk("bob", false, true)
+	fromMatrix, unregistered := mk("matrix", true, true), mk("unregistered", false, false)
+	stale := func(want ...string) {
+		t.Helper()
+		got, err := s.StalePuppets(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("StalePuppets = %v, want %v", got, want)
+		}
+	}
+	stale()
+	rename := func(u *storage.User, name string, at int64) {
+		t.Helper()
+		if _, err := users.UpdateUser(ctx, &storage.UserUpdate{ID: u.ID, Name: name}, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Updates after the puppet rows: stale, oldest update first; Matrix
+	// users' rows and puppets never registered are not Sandcat puppets to sync.
+	later := now + 60_000
+	rename(bob, "Bob", later)
+	rename(alice, "Alice", later+1)
+	rename(fromMatrix, "M", later)
+	rename(unregistered, "U", later)
+	stale(bob.ID, alice.ID)
+	if got, err := s.StalePuppets(ctx, 1); err != nil || len(got) != 1 || got[0] != bob.ID {
+		t.Fatalf("StalePuppets(limit 1) = %v, %v; want [%s]", got, err, bob.ID)
+	}
+	// Writing the puppet after the update makes it fresh.
+	p, err := s.GetPuppet(ctx, bob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Name = "Bob"
+	p.UpdateTime = 0
+	if err := s.PutPuppet(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if p.UpdateTime < later {
+		// PutPuppet stamps now; the update above is in the future: step over it.
+		rename(bob, "Bob", p.UpdateTime-1)
+	}
+	stale(alice.ID)
+}
