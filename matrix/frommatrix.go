@@ -49,7 +49,7 @@ func (b *Bridge) handleEvent(ctx context.Context, evt *event.Event) error {
 	}
 	if sc, mx, ok := parseDMKey(portal.GroupID); ok {
 		switch evt.Type {
-		case event.EventMessage:
+		case event.EventMessage, event.EventSticker:
 			return b.fromMatrixDM(ctx, portal, sc, mx, evt)
 		case event.EventRedaction:
 			return b.redactionFromMatrix(ctx, portal, evt)
@@ -80,7 +80,7 @@ func (b *Bridge) handleEvent(ctx context.Context, evt *event.Event) error {
 		return b.roomAvatarFromMatrix(ctx, portal, evt)
 	case event.EventRedaction:
 		return b.redactionFromMatrix(ctx, portal, evt)
-	case event.EventMessage:
+	case event.EventMessage, event.EventSticker:
 		return b.fromMatrix(ctx, portal, evt)
 	}
 	return nil
@@ -286,6 +286,9 @@ func (b *Bridge) fromMatrixDM(ctx context.Context, portal *storage.Portal, sandc
 func (b *Bridge) sendFromMatrix(ctx context.Context, portal *storage.Portal, uid string, evt *event.Event, m *wire.Msg) error {
 	mc := evt.Content.AsMessage()
 	mc.RemoveReplyFallback()
+	if evt.Type == event.EventSticker {
+		mc.MsgType = event.MsgImage // a sticker is an image without msgtype
+	}
 	ct, content, err := b.contentFromMatrix(ctx, mc)
 	if err != nil {
 		if ctx.Err() != nil || !permanent(err) {

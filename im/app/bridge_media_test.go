@@ -203,6 +203,21 @@ func testBridgeMediaMatrixToSandcat(t *testing.T, e *bridgeEnv) {
 	if m.ContentType != wire.ContentText || string(m.Content) != "after the huge file" {
 		t.Fatalf("after the refused file: %s", describe([]wire.Msg{m}))
 	}
+
+	// A sticker (m.sticker: an image without msgtype) arrives as an image.
+	sticker := mediaPNG(t, 3, 3, color.RGBA{R: 255, G: 255, A: 255})
+	if _, err := bot.cli.SendMessageEvent(ctx, g.room, event.EventSticker, &event.MessageEventContent{Body: "wave",
+		URL: upload(sticker, "image/png", "wave.png"), Info: &event.FileInfo{MimeType: "image/png", Size: len(sticker)}}); err != nil {
+		t.Fatalf("bot sends a sticker: %v", err)
+	}
+	sm := g.aD.until("the sticker", fromBot)
+	parts := strings.Split(string(sm.Content), "||")
+	if sm.ContentType != wire.ContentImage || len(parts) != 4 {
+		t.Fatalf("sticker: %s", describe([]wire.Msg{sm}))
+	}
+	if got, _, err := g.alice.api.Download(ctx, parts[0]); err != nil || !bytes.Equal(got, sticker) {
+		t.Fatalf("GET /file/get/%s: %v; want the sticker's bytes", parts[0], err)
+	}
 	for _, f := range g.aD.quiet() {
 		if fromBot(&f) {
 			t.Fatalf("more from the bot: %s", describe([]wire.Msg{f}))
