@@ -40,6 +40,7 @@ func newGatewayCollector(gw *gateway.Gateway) *gatewayCollector {
 		m("bytes_out_total", "Bytes written to WebSockets.", c, func(s gateway.Stats) int64 { return s.BytesOut }),
 		m("pushed_total", "Deliveries received from message servers through the push API.", c, func(s gateway.Stats) int64 { return s.Pushed }),
 		m("unrouted_total", "Deliveries for a user without a connection on this gateway.", c, func(s gateway.Stats) int64 { return s.Unrouted }),
+		m("resends_total", "Frames sent again under a local_id already sent: answered with the first ACK, not stored again.", c, func(s gateway.Stats) int64 { return s.Resends }),
 	}}
 }
 

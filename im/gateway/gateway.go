@@ -138,6 +138,7 @@ type Gateway struct {
 	closed   atomic.Bool
 	base     context.Context // of Sender.Send calls: not cancelled by a disconnect
 	scratch  sync.Pool       // *[]byte for encoding a delivery once
+	recent   *recentSends    // ACKs by (user, local_id): retried frames are not stored twice
 }
 
 // New returns a Gateway.
@@ -149,7 +150,8 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: ID is required with Routes")
 	}
 	cfg.defaults()
-	g := &Gateway{cfg: cfg, log: cfg.Logger, reg: newRegistry(), base: context.Background()}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, reg: newRegistry(), base: context.Background(),
+		recent: newRecentSends(2*time.Minute, 100_000)}
 	g.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   cfg.ReadBufferSize,
@@ -370,11 +372,12 @@ type Stats struct {
 	BytesOut     int64 // bytes written to sockets
 	Pushed       int64 // deliveries received from message servers through the push API
 	Unrouted     int64 // deliveries for a user without a connection on this gateway
+	Resends      int64 // frames sent again under a local_id already sent: answered, not stored again
 }
 
 type counters struct {
 	connections, accepted, rejected, knockedOff, slowClosed, framesIn, decodeErrors,
-	refused, sendErrors, acks, deliveries, bytesOut, pushed, unrouted atomic.Int64
+	refused, sendErrors, acks, deliveries, bytesOut, pushed, unrouted, resends atomic.Int64
 }
 
 // Stats returns the counters.
@@ -385,7 +388,7 @@ func (g *Gateway) Stats() Stats {
 		KnockedOff: s.knockedOff.Load(), SlowClosed: s.slowClosed.Load(), FramesIn: s.framesIn.Load(),
 		DecodeErrors: s.decodeErrors.Load(), Refused: s.refused.Load(), SendErrors: s.sendErrors.Load(),
 		Acks: s.acks.Load(), Deliveries: s.deliveries.Load(), BytesOut: s.bytesOut.Load(),
-		Pushed: s.pushed.Load(), Unrouted: s.unrouted.Load(),
+		Pushed: s.pushed.Load(), Unrouted: s.unrouted.Load(), Resends: s.resends.Load(),
 	}
 }
 

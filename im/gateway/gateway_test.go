@@ -459,3 +459,41 @@ func TestGatewayClose(t *testing.T) {
 	var ne net.Error
 	_ = errors.As(err, &ne)
 }
+
+// A client that sends a message again under the same local_id (its ACK was
+// lost, it reconnected) gets the first ACK again; the message is stored
+// and delivered once.
+func TestResentFrameIsAnsweredNotStoredTwice(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	alice := s.dial("alice", wire.PlatformDesktop)
+	bob := s.dial("bob", wire.PlatformDesktop)
+
+	m1 := text("alice", "bob", "only once")
+	alice.send(m1)
+	ack := alice.next()
+	expectAck(t, ack, m1, 1)
+	expectMsg(t, bob.next(), m1, 1, 1)
+
+	// The same frame on the same connection, then on a new one.
+	alice.send(m1)
+	if again := alice.next(); again.ServerID != ack.ServerID || again.SendSeq != ack.SendSeq || again.SendTime != ack.SendTime {
+		t.Fatalf("ACK of the resent frame: %+v, want the first %+v", again, ack)
+	}
+	alice2 := s.dial("alice", wire.PlatformDesktop) // knocks the first off
+	alice2.send(m1)
+	if again := alice2.next(); again.MsgType != wire.MsgTypeMsgRecResp || again.ServerID != ack.ServerID {
+		t.Fatalf("ACK on the new connection: %+v, want server_id %s", again, ack.ServerID)
+	}
+
+	// Barrier: the next message is bob's next frame, with the next seq.
+	m2 := text("alice", "bob", "the next one")
+	alice2.send(m2)
+	expectAck(t, alice2.next(), m2, 2)
+	expectMsg(t, bob.next(), m2, 2, 2)
+	if n := len(s.inbox.All()); n != 2 {
+		t.Fatalf("inbox has %d entries, want 2 (each message once)", n)
+	}
+	if st := s.gw.Stats(); st.Resends != 2 {
+		t.Fatalf("resends %d, want 2", st.Resends)
+	}
+}

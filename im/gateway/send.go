@@ -66,7 +66,22 @@ func (g *Gateway) handleMsg(c *conn, m *wire.Msg) {
 		g.errorAck(c, m, "internal error")
 		return
 	}
+	// A stored message sent again under the same local_id (the client
+	// retrying): the first send's ACK (once it is durable), nothing stored
+	// twice.
+	var key string
+	if cl := msgserver.Classify(m.MsgType); cl.Inbox && cl.NewServerID && m.LocalID != "" {
+		key = sendKey(c.user, m.LocalID)
+		if !g.recent.begin(key) {
+			g.stats.resends.Add(1)
+			g.answerResend(ctx, c, m, key)
+			return
+		}
+	}
 	if err := g.cfg.Sender.Send(ctx, m, nil); err != nil {
+		if key != "" {
+			g.recent.end(key, false, "", 0, 0)
+		}
 		g.stats.sendErrors.Add(1)
 		reason := "send failed"
 		if errors.Is(err, msgserver.ErrInvalidMsg) {
@@ -80,7 +95,27 @@ func (g *Gateway) handleMsg(c *conn, m *wire.Msg) {
 	ack := *m
 	ack.MsgType = wire.MsgTypeMsgRecResp
 	ack.Content = nil
+	if key != "" {
+		g.recent.end(key, true, m.ServerID, m.SendTime, m.SendSeq)
+	}
 	g.stats.acks.Add(1)
+	g.writeMsg(c, &ack)
+}
+
+// answerResend answers a frame sent again under a local_id already sent:
+// the ACK of the first send once it is durable, or an Error ACK when it
+// failed or is still running when ctx ends (the client may retry).
+func (g *Gateway) answerResend(ctx context.Context, c *conn, m *wire.Msg, key string) {
+	first, ok := g.recent.wait(ctx, key)
+	if !ok {
+		g.errorAck(c, m, "send failed")
+		return
+	}
+	ack := *m
+	ack.MsgType = wire.MsgTypeMsgRecResp
+	ack.Content = nil
+	ack.Seq = 0
+	ack.ServerID, ack.SendTime, ack.SendSeq = first.serverID, first.sendTime, first.sendSeq
 	g.writeMsg(c, &ack)
 }
 
