@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"strconv"
 
+	"github.com/sandcat-im/sandcat/im/ids"
 	"github.com/sandcat-im/sandcat/im/wire"
 )
 
@@ -127,11 +128,16 @@ type msgBuilder struct {
 	content []byte
 	buf     []byte
 	seq     uint64
+	prefix  string
 	local   []byte
 }
 
 func newMsgBuilder(from, to string, group bool) *msgBuilder {
 	mb := &msgBuilder{m: wire.Msg{SendID: from, ReceiverID: to, MsgType: wire.MsgTypeSingleMsg, ContentType: wire.ContentText}}
+	// local_id is the client's idempotency key (the gateway answers a frame
+	// sent again under a local_id with the first ACK): unique per message,
+	// across the builders of one user, as a client's nanoids are.
+	mb.prefix = ids.New()[:10] + "-"
 	if group {
 		mb.m.MsgType = wire.MsgTypeGroupMsg
 		mb.m.GroupID = to
@@ -142,7 +148,7 @@ func newMsgBuilder(from, to string, group bool) *msgBuilder {
 // frame returns the bincode frame of the next message (valid until the next call).
 func (mb *msgBuilder) frame(sentNs int64, flow uint32, size int) []byte {
 	mb.seq++
-	mb.local = strconv.AppendUint(mb.local[:0], mb.seq, 36)
+	mb.local = strconv.AppendUint(append(mb.local[:0], mb.prefix...), mb.seq, 36)
 	mb.m.LocalID = string(mb.local)
 	mb.m.CreateTime = sentNs / 1e6
 	mb.content = appendBenchContent(mb.content[:0], sentNs, flow, size)

@@ -75,13 +75,22 @@ func (c *child) Stop(grace time.Duration) {
 	_ = c.log.Close()
 }
 
+// exitedErr says the child exited at start, with the end of its log.
+func (c *child) exitedErr() error {
+	b, _ := os.ReadFile(c.log.Name())
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return fmt.Errorf("%s exited at start; see %s; it ends with:\n%s", c.name, c.log.Name(), b)
+}
+
 // waitHTTP polls url until it answers 2xx, the child exits or timeout passes.
 func waitHTTP(ctx context.Context, c *child, url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for time.Now().Before(deadline) {
 		if c != nil && c.exited() {
-			return fmt.Errorf("%s exited at start; see %s", c.name, c.log.Name())
+			return c.exitedErr()
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := hc.Do(req); err == nil {
@@ -276,7 +285,7 @@ func waitTCP(ctx context.Context, c *child, addr string, timeout time.Duration) 
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if c.exited() {
-			return fmt.Errorf("%s exited at start; see %s", c.name, c.log.Name())
+			return c.exitedErr()
 		}
 		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			_ = conn.Close()
