@@ -6,9 +6,11 @@ BIN      ?= bin/sandcat
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 20s
-# Real servers for the tests (FerretDB, kfake, MinIO, Consul); im/testsvc finds them via SANDCAT_TESTBIN.
+# Real servers for the tests (FerretDB, kfake, MinIO, Consul, Dendrite, Synapse);
+# im/testsvc finds them via SANDCAT_TESTBIN, given to the test recipes only: the
+# sandcat binary reads every SANDCAT_* variable as a config key and refuses others.
 TESTBIN  ?= $(or $(SANDCAT_TESTBIN),$(HOME)/.cache/sandcat-testbin)
-export SANDCAT_TESTBIN := $(TESTBIN)
+TESTENV  := SANDCAT_TESTBIN='$(TESTBIN)'
 
 .PHONY: build run test test-short testservers synapse fuzz bench bench-load lint fmt migrate clean
 
@@ -35,22 +37,22 @@ synapse:
 # bounded fuzzing run of the frame decoder.
 test: testservers synapse
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	$(TESTENV) $(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run '^$$' -fuzz '^FuzzDecodeMsg$$' -fuzztime $(FUZZTIME) ./im/wire/
 
 test-short: testservers synapse
-	$(GO) test -short ./...
+	$(TESTENV) $(GO) test -short ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMsg$$' -fuzztime 5m ./im/wire/
 
 # Benchmarks are never part of `make test`.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(TESTENV) $(GO) test -run '^$$' -bench . -benchmem ./...
 
 # The load tool (BENCHMARKS.md): builds Centrifugo v6.9.1 once into the cache, then runs the suite.
 bench-load:
-	cmd/sandcat-bench/run.sh $(BENCHFLAGS)
+	$(TESTENV) cmd/sandcat-bench/run.sh $(BENCHFLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -211,7 +211,8 @@ func startSandcat(ctx context.Context, o sandcatOpts) (*sandcatServer, error) {
 // RSS and CPU are its own.
 func serveMain() int {
 	path := os.Getenv("SANDCAT_BENCH_CONFIG")
-	// The tool's own variables are no config keys: the loader would refuse them.
+	// The tool's own variables are no config keys (the loader ignores them
+	// too).
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SANDCAT_BENCH_") {

@@ -638,13 +638,21 @@ func unknownKeys(prefix string, m map[string]any, t reflect.Type) []error {
 	return errs
 }
 
+// toolVar tells the SANDCAT_* variables of the project's own tools, which
+// are no config keys and never refused: SANDCAT_TESTBIN (the folder of the
+// test servers, exported by `make test` and .ci/run) and SANDCAT_BENCH_*
+// (the load tool).
+func toolVar(name string) bool {
+	return name == "SANDCAT_TESTBIN" || strings.HasPrefix(name, "SANDCAT_BENCH_")
+}
+
 // applyEnv sets fields from SANDCAT_* variables; a variable under an absent
 // section creates the section (so SANDCAT_REDIS_HOST alone selects Redis).
 func applyEnv(cfg *Config, env []string) []error {
 	vars := map[string]string{}
 	for _, kv := range env {
 		k, v, ok := strings.Cut(kv, "=")
-		if ok && strings.HasPrefix(k, EnvPrefix) {
+		if ok && strings.HasPrefix(k, EnvPrefix) && !toolVar(k) {
 			vars[strings.TrimPrefix(k, EnvPrefix)] = v
 		}
 	}

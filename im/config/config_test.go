@@ -157,3 +157,27 @@ func TestCommittedFilesParse(t *testing.T) {
 		}
 	}
 }
+
+// The project's tools export SANDCAT_TESTBIN (make test, .ci/run) and
+// SANDCAT_BENCH_* (the load tool): they are no config keys, and a sandcat
+// started from such a shell (make run) must not refuse them; anything else
+// under the prefix still is refused.
+func TestToolVariablesAreNotConfig(t *testing.T) {
+	tests := []struct {
+		env     []string
+		wantErr string
+	}{
+		{[]string{"SANDCAT_TESTBIN=/root/.cache/sandcat-testbin"}, ""},
+		{[]string{"SANDCAT_BENCH_CONFIG=/tmp/x.yml", "SANDCAT_BENCH_ROLE=serve"}, ""},
+		{[]string{"SANDCAT_TESTBIN=/x", "SANDCAT_TESTBINS=/y"}, "SANDCAT_TESTBINS"},
+	}
+	for _, tc := range tests {
+		_, err := Parse([]byte("data_dir: /tmp/d\n"), tc.env)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%v: %v", tc.env, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%v: %v, want an error naming %s", tc.env, err, tc.wantErr)
+		}
+	}
+}
