@@ -274,6 +274,12 @@ func (b *Bridge) register(ctx context.Context, localpart string) error {
 // display name equal to the user's name and its avatar to the user's avatar
 // (puppetAvatar). It returns the puppet's id.
 func (b *Bridge) ensurePuppet(ctx context.Context, userID string) (id.UserID, error) {
+	return b.syncPuppet(ctx, userID, false)
+}
+
+// syncPuppet is ensurePuppet; with touch, the puppet row is written even
+// when nothing changed (the profile sync marks it synced as of now).
+func (b *Bridge) syncPuppet(ctx context.Context, userID string, touch bool) (id.UserID, error) {
 	u, err := b.users.GetUser(ctx, userID)
 	if err != nil {
 		return "", fmt.Errorf("matrix: puppet of %s: %w", userID, err)
@@ -289,7 +295,7 @@ func (b *Bridge) ensurePuppet(ctx context.Context, userID string) (id.UserID, er
 	if p.FromMatrix {
 		return id.UserID(p.MXID), nil
 	}
-	if p.Registered && p.Name == u.Name && p.Avatar == u.Avatar {
+	if p.Registered && p.Name == u.Name && p.Avatar == u.Avatar && !touch {
 		return mxid, nil
 	}
 	if !p.Registered {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/sandcat-im/sandcat/im/msgserver"
 	"github.com/sandcat-im/sandcat/im/wire"
 )
 
@@ -24,11 +25,11 @@ func roomKey(m *wire.Msg) string {
 	if m.GroupID != "" {
 		return "g:" + m.GroupID
 	}
-	switch m.MsgType {
-	case wire.MsgTypeGroupMsg, wire.MsgTypeGroupUpdate, wire.MsgTypeGroupMemberExit, wire.MsgTypeGroupRemoveMember,
-		wire.MsgTypeGroupDismiss:
+	if msgserver.Classify(m.MsgType).Group {
 		// toMatrix reads the group from receiver_id when group_id is empty.
 		return "g:" + m.ReceiverID
+	}
+	switch m.MsgType {
 	case wire.MsgTypeSingleMsg:
 		// Both directions of a chat go to the same DM room.
 		a, b := m.SendID, m.ReceiverID

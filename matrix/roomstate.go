@@ -316,12 +316,16 @@ func (b *Bridge) syncStaleProfiles(ctx context.Context) error {
 			return err
 		}
 		for _, uid := range stale {
-			if _, err := b.ensurePuppet(ctx, uid); err != nil && !permanent(err) {
-				return err
-			} else if err != nil {
-				b.log.Info("puppet profile not synced", "user_id", uid, "err", err)
+			_, err := b.syncPuppet(ctx, uid, true) // writes the row: synced as of now
+			if err == nil {
+				continue
 			}
-			// Touch the row: synced (or not syncable) as of now.
+			if !permanent(err) {
+				return err
+			}
+			b.log.Info("puppet profile not synced", "user_id", uid, "err", err)
+			// Not syncable (the user is gone, the homeserver refuses): mark
+			// the row as of now all the same, so it is not tried every time.
 			p, err := b.store.GetPuppet(ctx, uid)
 			if err != nil {
 				return err

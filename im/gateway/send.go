@@ -92,9 +92,7 @@ func (g *Gateway) handleMsg(c *conn, m *wire.Msg) {
 		return
 	}
 	// Durable: ACK the sending connection only.
-	ack := *m
-	ack.MsgType = wire.MsgTypeMsgRecResp
-	ack.Content = nil
+	ack := ackOf(m)
 	if key != "" {
 		g.recent.end(key, true, m.ServerID, m.SendTime, m.SendSeq)
 	}
@@ -111,12 +109,19 @@ func (g *Gateway) answerResend(ctx context.Context, c *conn, m *wire.Msg, key st
 		g.errorAck(c, m, "send failed")
 		return
 	}
+	ack := ackOf(m)
+	ack.Seq = 0 // as the producer clears it on the first send
+	ack.ServerID, ack.SendTime, ack.SendSeq = first.serverID, first.sendTime, first.sendSeq
+	g.writeMsg(c, &ack)
+}
+
+// ackOf is the ACK (MsgRecResp) of a message that entered the pipeline: the
+// message with its server fields, without its content.
+func ackOf(m *wire.Msg) wire.Msg {
 	ack := *m
 	ack.MsgType = wire.MsgTypeMsgRecResp
 	ack.Content = nil
-	ack.Seq = 0
-	ack.ServerID, ack.SendTime, ack.SendSeq = first.serverID, first.sendTime, first.sendSeq
-	g.writeMsg(c, &ack)
+	return ack
 }
 
 // check validates a frame before it enters the pipeline: a refusal, or an

@@ -72,60 +72,7 @@ namespaces:
 		t.Fatalf("appservice ping: %v, want M_UNRECOGNIZED", err)
 	}
 
-	aliceID, aliceToken := d.RegisterUser(t, "alice", "alice-password")
-	if aliceID != "@alice:localhost" {
-		t.Fatalf("user id = %q, want @alice:localhost", aliceID)
-	}
-	alice, err := mautrix.NewClient(d.URL, id.UserID(aliceID), aliceToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The appservice registers a puppet in its exclusive namespace...
-	puppetID := id.NewUserID("sandcat_bob", d.ServerName)
-	if _, _, err := bot.Register(ctx, &mautrix.ReqRegister[any]{
-		Username: "sandcat_bob", Type: mautrix.AuthTypeAppservice, InhibitLogin: true,
-	}); err != nil {
-		t.Fatalf("register puppet: %v", err)
-	}
-	// ...that a plain user cannot take.
-	anon, err := mautrix.NewClient(d.URL, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = anon.Register(ctx, &mautrix.ReqRegister[any]{Username: "sandcat_eve", Password: "eve-password"})
-	if !errors.Is(err, mautrix.MExclusive) {
-		t.Fatalf("plain registration in the appservice's exclusive namespace: err = %v, want M_EXCLUSIVE", err)
-	}
-
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Name: "bridge test", Preset: "private_chat", Invite: []id.UserID{puppetID},
-	})
-	if err != nil {
-		t.Fatalf("create room: %v", err)
-	}
-	as.waitEvent(ctx, t, "the puppet's invite", func(ev *event.Event) bool {
-		return ev.Type == event.StateMember && ev.RoomID == room.RoomID && ev.GetStateKey() == puppetID.String()
-	})
-
-	// The appservice joins as the puppet (masquerading with its as_token).
-	puppet, err := mautrix.NewClient(d.URL, puppetID, asToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	puppet.SetAppServiceUserID = true
-	if _, err := puppet.JoinRoomByID(ctx, room.RoomID); err != nil {
-		t.Fatalf("puppet join: %v", err)
-	}
-
-	sent, err := alice.SendText(ctx, room.RoomID, "hello, bridge")
-	if err != nil {
-		t.Fatalf("send: %v", err)
-	}
-	ev := as.waitEvent(ctx, t, "alice's message", func(ev *event.Event) bool { return ev.ID == sent.EventID })
-	if ev.Sender.String() != aliceID || ev.Type != event.EventMessage {
-		t.Fatalf("event = %s from %s, want m.room.message from %s", ev.Type.Type, ev.Sender, aliceID)
-	}
+	alice, room := checkAppserviceFlow(ctx, t, as, d.URL, d.ServerName, asToken, bot, d.RegisterUser)
 
 	// The homeserver keeps its databases across a restart on the same URL,
 	// and delivers again afterwards.
@@ -134,7 +81,7 @@ namespaces:
 	if d.URL != url {
 		t.Fatalf("URL after restart = %q, want %q", d.URL, url)
 	}
-	sent, err = alice.SendText(ctx, room.RoomID, "after restart")
+	sent, err := alice.SendText(ctx, room.RoomID, "after restart")
 	if err != nil {
 		t.Fatalf("send after restart: %v", err)
 	}

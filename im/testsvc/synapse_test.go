@@ -174,68 +174,7 @@ namespaces:
 		t.Fatalf("appservice ping: %v", err)
 	}
 
-	aliceID, aliceToken := s.RegisterUser(t, "alice", "alice-password")
-	if aliceID != "@alice:localhost" {
-		t.Fatalf("user id = %q, want @alice:localhost", aliceID)
-	}
-	alice, err := mautrix.NewClient(s.URL, id.UserID(aliceID), aliceToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The appservice registers a puppet in its exclusive namespace...
-	puppetID := id.NewUserID("sandcat_bob", s.ServerName)
-	if _, _, err := bot.Register(ctx, &mautrix.ReqRegister[any]{
-		Username: "sandcat_bob", Type: mautrix.AuthTypeAppservice, InhibitLogin: true,
-	}); err != nil {
-		t.Fatalf("register puppet: %v", err)
-	}
-	// ...that a plain user cannot take.
-	anon, err := mautrix.NewClient(s.URL, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = anon.Register(ctx, &mautrix.ReqRegister[any]{Username: "sandcat_eve", Password: "eve-password"})
-	if !errors.Is(err, mautrix.MExclusive) {
-		t.Fatalf("plain registration in the appservice's exclusive namespace: err = %v, want M_EXCLUSIVE", err)
-	}
-
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Name: "bridge test", Preset: "private_chat", Invite: []id.UserID{puppetID},
-	})
-	if err != nil {
-		t.Fatalf("create room: %v", err)
-	}
-	as.waitEvent(ctx, t, "the puppet's invite", func(ev *event.Event) bool {
-		return ev.Type == event.StateMember && ev.RoomID == room.RoomID && ev.GetStateKey() == puppetID.String()
-	})
-
-	// The appservice joins as the puppet (masquerading with its as_token).
-	puppet, err := mautrix.NewClient(s.URL, puppetID, asToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	puppet.SetAppServiceUserID = true
-	if _, err := puppet.JoinRoomByID(ctx, room.RoomID); err != nil {
-		t.Fatalf("puppet join: %v", err)
-	}
-
-	// A message in a room where a namespaced user is a member reaches the
-	// appservice.
-	sent, err := alice.SendText(ctx, room.RoomID, "hello, bridge")
-	if err != nil {
-		t.Fatalf("send: %v", err)
-	}
-	ev := as.waitEvent(ctx, t, "alice's message", func(ev *event.Event) bool { return ev.ID == sent.EventID })
-	if ev.Sender.String() != aliceID || ev.Type != event.EventMessage {
-		t.Fatalf("event = %s from %s, want m.room.message from %s", ev.Type.Type, ev.Sender, aliceID)
-	}
-	var content struct {
-		Body string `json:"body"`
-	}
-	if err := json.Unmarshal(ev.Content.VeryRaw, &content); err != nil || content.Body != "hello, bridge" {
-		t.Fatalf("content = %s (%v), want body \"hello, bridge\"", ev.Content.VeryRaw, err)
-	}
+	alice, room := checkAppserviceFlow(ctx, t, as, s.URL, s.ServerName, asToken, bot, s.RegisterUser)
 
 	// The homeserver keeps its database across a restart on the same URL,
 	// and delivers again afterwards.
@@ -244,7 +183,7 @@ namespaces:
 	if s.URL != url {
 		t.Fatalf("URL after restart = %q, want %q", s.URL, url)
 	}
-	sent, err = alice.SendText(ctx, room.RoomID, "after restart")
+	sent, err := alice.SendText(ctx, room.RoomID, "after restart")
 	if err != nil {
 		t.Fatalf("send after restart: %v", err)
 	}
@@ -297,4 +236,78 @@ func TestSynapseRootMissingNamesTheBuildCommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkAppserviceFlow is what every homeserver must do for the bridge:
+// register a user, let the appservice register a puppet in its exclusive
+// namespace (refused to a plain user), deliver the puppet's invite, let the
+// appservice join as the puppet (masquerading) and deliver a message of
+// the room. It returns the user's client and the room.
+func checkAppserviceFlow(ctx context.Context, t *testing.T, as *recordingAppservice, hsURL, serverName, asToken string,
+	bot *mautrix.Client, register func(testing.TB, string, string) (string, string)) (*mautrix.Client, *mautrix.RespCreateRoom) {
+	t.Helper()
+	aliceID, aliceToken := register(t, "alice", "alice-password")
+	if aliceID != "@alice:localhost" {
+		t.Fatalf("user id = %q, want @alice:localhost", aliceID)
+	}
+	alice, err := mautrix.NewClient(hsURL, id.UserID(aliceID), aliceToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The appservice registers a puppet in its exclusive namespace...
+	puppetID := id.NewUserID("sandcat_bob", serverName)
+	if _, _, err := bot.Register(ctx, &mautrix.ReqRegister[any]{
+		Username: "sandcat_bob", Type: mautrix.AuthTypeAppservice, InhibitLogin: true,
+	}); err != nil {
+		t.Fatalf("register puppet: %v", err)
+	}
+	// ...that a plain user cannot take.
+	anon, err := mautrix.NewClient(hsURL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = anon.Register(ctx, &mautrix.ReqRegister[any]{Username: "sandcat_eve", Password: "eve-password"})
+	if !errors.Is(err, mautrix.MExclusive) {
+		t.Fatalf("plain registration in the appservice's exclusive namespace: err = %v, want M_EXCLUSIVE", err)
+	}
+
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Name: "bridge test", Preset: "private_chat", Invite: []id.UserID{puppetID},
+	})
+	if err != nil {
+		t.Fatalf("create room: %v", err)
+	}
+	as.waitEvent(ctx, t, "the puppet's invite", func(ev *event.Event) bool {
+		return ev.Type == event.StateMember && ev.RoomID == room.RoomID && ev.GetStateKey() == puppetID.String()
+	})
+
+	// The appservice joins as the puppet (masquerading with its as_token).
+	puppet, err := mautrix.NewClient(hsURL, puppetID, asToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	puppet.SetAppServiceUserID = true
+	if _, err := puppet.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatalf("puppet join: %v", err)
+	}
+
+	// A message in a room where a namespaced user is a member reaches the
+	// appservice.
+	sent, err := alice.SendText(ctx, room.RoomID, "hello, bridge")
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	ev := as.waitEvent(ctx, t, "alice's message", func(ev *event.Event) bool { return ev.ID == sent.EventID })
+	if ev.Sender.String() != aliceID || ev.Type != event.EventMessage {
+		t.Fatalf("event = %s from %s, want m.room.message from %s", ev.Type.Type, ev.Sender, aliceID)
+	}
+	var content struct {
+		Body string `json:"body"`
+	}
+	if err := json.Unmarshal(ev.Content.VeryRaw, &content); err != nil || content.Body != "hello, bridge" {
+		t.Fatalf("content = %s (%v), want body \"hello, bridge\"", ev.Content.VeryRaw, err)
+	}
+
+	return alice, room
 }
