@@ -62,7 +62,7 @@ func (b *Bridge) editFromMatrix(ctx context.Context, portal *storage.Portal, evt
 	if orig == "" || err != nil {
 		return err
 	}
-	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID)
+	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID, false)
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (b *Bridge) redactionFromMatrix(ctx context.Context, portal *storage.Portal
 		m := &wire.Msg{ReceiverID: sc, MsgType: wire.MsgTypeSingleMsg}
 		return b.sendDerived(ctx, portal, mx, evt, m, text, rel.ServerID)
 	}
-	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID)
+	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID, false)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/sandcat-im/sandcat/im/ids"
 	"github.com/sandcat-im/sandcat/im/wire"
 	"github.com/sandcat-im/sandcat/storage"
 )
@@ -67,7 +66,7 @@ func (b *Bridge) handleEvent(ctx context.Context, evt *event.Event) error {
 		case b.ours(target):
 			return b.puppetMembership(ctx, portal, evt)
 		case mc.Membership == event.MembershipJoin && target == evt.Sender:
-			if _, err := b.matrixMember(ctx, portal, evt.Sender, mc.Displayname, evt.ID); err != nil {
+			if _, err := b.matrixMember(ctx, portal, evt.Sender, mc.Displayname, evt.ID, prevMembership(evt) != event.MembershipJoin); err != nil {
 				return err
 			}
 			return b.matrixAvatar(ctx, evt.Sender, mc.AvatarURL)
@@ -88,20 +87,31 @@ func (b *Bridge) handleEvent(ctx context.Context, evt *event.Event) error {
 
 // matrixMember returns the Sandcat user of a Matrix user, creating it (and
 // its puppet row) the first time, and makes it a member of the portal's
-// group, telling the members with a GroupInviteNew notice from the owner.
-// cause is the event that brought the user in: the notice is sent keyed by
-// it BEFORE the user is added, so a crash between the two is repaired by the
-// homeserver's retry (the notice is stored once, the user then added),
-// while a user found a member already was announced before.
-func (b *Bridge) matrixMember(ctx context.Context, portal *storage.Portal, mxid id.UserID, name string, cause id.EventID) (string, error) {
+// group, telling the members with a GroupInviteNew notice from the owner,
+// keyed by cause (the event that brought the user in). The notice follows
+// the membership change, so a client that reads the members on it finds the
+// new one. announce (cause is a real join): the notice is sent even when the
+// user is a member already, so a crash between the change and the notice is
+// repaired by the homeserver's retry (the keyed notice is stored once).
+func (b *Bridge) matrixMember(ctx context.Context, portal *storage.Portal, mxid id.UserID, name string, cause id.EventID, announce bool) (string, error) {
 	uid, err := b.matrixUser(ctx, mxid, name)
 	if err != nil {
 		return "", err
 	}
-	if _, err := b.groups.GroupMemberRole(ctx, portal.GroupID, uid); err == nil {
-		return uid, nil // a member already
-	} else if !errors.Is(err, storage.ErrNotFound) {
+	_, err = b.groups.GroupMemberRole(ctx, portal.GroupID, uid)
+	member := err == nil
+	switch {
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
 		return "", err
+	case member && !announce:
+		return uid, nil
+	case !member:
+		if _, err := b.groups.AddGroupMembers(ctx, portal.GroupID, []string{uid}); err != nil {
+			return "", fmt.Errorf("matrix: add %s to group %s: %w", mxid, portal.GroupID, err)
+		}
+		if b.members != nil {
+			b.members.Invalidate(portal.GroupID)
+		}
 	}
 	g, err := b.groups.GetGroup(ctx, portal.GroupID)
 	if err != nil {
@@ -111,31 +121,18 @@ func (b *Bridge) matrixMember(ctx context.Context, portal *storage.Portal, mxid 
 	if err != nil {
 		return "", err
 	}
-	recipients := make([]string, 0, len(to)+1)
+	recipients := make([]string, 0, len(to))
 	for _, m := range to {
 		if m != g.Owner {
 			recipients = append(recipients, m)
 		}
 	}
-	recipients = append(recipients, uid)
 	n := &wire.Msg{
-		SendID: g.Owner, ReceiverID: g.ID, GroupID: g.ID, LocalID: ids.New(),
+		SendID: g.Owner, ReceiverID: g.ID, GroupID: g.ID, LocalID: cause.String(),
 		MsgType: wire.MsgTypeGroupInviteNew, ContentType: wire.ContentDefault, Content: wire.EncodeStrings([]string{uid}),
 	}
-	if cause != "" {
-		n.LocalID = cause.String()
-		err = b.sender.SendKeyed(ctx, n, recipients, "join:"+portal.GroupID+":"+cause.String())
-	} else {
-		err = b.sender.Send(ctx, n, recipients)
-	}
-	if err != nil {
+	if err := b.sender.SendKeyed(ctx, n, recipients, "join:"+portal.GroupID+":"+cause.String()); err != nil {
 		return "", fmt.Errorf("matrix: notice of the new member %s: %w", mxid, err)
-	}
-	if _, err := b.groups.AddGroupMembers(ctx, portal.GroupID, []string{uid}); err != nil {
-		return "", fmt.Errorf("matrix: add %s to group %s: %w", mxid, portal.GroupID, err)
-	}
-	if b.members != nil {
-		b.members.Invalidate(portal.GroupID)
 	}
 	b.log.Info("Matrix user joined a bridged group", "mxid", mxid, "user_id", uid, "group_id", g.ID)
 	return uid, nil
@@ -152,16 +149,19 @@ func (b *Bridge) matrixLeft(ctx context.Context, portal *storage.Portal, mxid id
 	if err != nil {
 		return err
 	}
-	role, err := b.groups.GroupMemberRole(ctx, portal.GroupID, p.UserID)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && role == wire.RoleOwner) {
-		return nil // not a member (any more), or the owner, who cannot leave
-	}
-	if err != nil {
-		return err
-	}
 	before, err := b.groups.GroupMemberIDs(ctx, portal.GroupID)
 	if err != nil {
 		return err
+	}
+	err = b.groups.ExitGroup(ctx, portal.GroupID, p.UserID)
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGroupOwner) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("matrix: %s leaves group %s: %w", mxid, portal.GroupID, err)
+	}
+	if b.members != nil {
+		b.members.Invalidate(portal.GroupID)
 	}
 	recipients := make([]string, 0, len(before))
 	for _, m := range before {
@@ -169,21 +169,14 @@ func (b *Bridge) matrixLeft(ctx context.Context, portal *storage.Portal, mxid id
 			recipients = append(recipients, m)
 		}
 	}
-	// The notice first, keyed by the leave event: a crash before the exit
-	// is repaired by the homeserver's retry without a second notice.
+	// After the exit, so a client reading the members on the notice finds
+	// the user gone; keyed by the leave event.
 	n := &wire.Msg{
 		SendID: p.UserID, ReceiverID: portal.GroupID, GroupID: portal.GroupID, LocalID: cause.String(),
 		MsgType: wire.MsgTypeGroupMemberExit, ContentType: wire.ContentDefault,
 	}
 	if err := b.sender.SendKeyed(ctx, n, recipients, "leave:"+portal.GroupID+":"+cause.String()); err != nil {
 		return fmt.Errorf("matrix: notice of %s leaving: %w", mxid, err)
-	}
-	err = b.groups.ExitGroup(ctx, portal.GroupID, p.UserID)
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("matrix: %s leaves group %s: %w", mxid, portal.GroupID, err)
-	}
-	if b.members != nil {
-		b.members.Invalidate(portal.GroupID)
 	}
 	b.log.Info("Matrix user left a bridged group", "mxid", mxid, "user_id", p.UserID, "group_id", portal.GroupID)
 	return nil
@@ -251,7 +244,7 @@ func (b *Bridge) fromMatrix(ctx context.Context, portal *storage.Portal, evt *ev
 	if mc.RelatesTo != nil && mc.RelatesTo.GetReplaceID() != "" {
 		return b.editFromMatrix(ctx, portal, evt) // edits.go
 	}
-	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID)
+	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID, false)
 	if err != nil {
 		return err
 	}

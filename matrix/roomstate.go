@@ -88,7 +88,7 @@ func (b *Bridge) roomProfileFromMatrix(ctx context.Context, portal *storage.Port
 		b.log.Debug("room name or topic removed on Matrix: the group keeps its own", "room_id", evt.RoomID, "event_id", evt.ID)
 		return nil
 	}
-	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID)
+	uid, err := b.matrixMember(ctx, portal, evt.Sender, "", evt.ID, false)
 	if err != nil {
 		return err
 	}
